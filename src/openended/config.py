@@ -1,0 +1,249 @@
+"""Run configuration: a TOML file plus ``key=value`` overrides, validated with pydantic.
+
+Unknown keys and bad values are errors that name the key and what is allowed; nothing is
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from openended.domains import UnknownDomainError, domain_class
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists each problem by key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    name: str = Field(
+        "embedded",
+        description="'embedded' (SmolLM2-135M-Instruct) or a local transformers model directory",
+    )
+    max_batch_size: int = Field(32, ge=1, description="most sequences decoded together")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+
+
+class OperatorConfig(_Strict):
+    weight: float = Field(1.0, ge=0, description="relative frequency of this operator")
+    template: Path | None = Field(
+        None, description="a .jinja prompt template overriding the default"
+    )
+    temperature: float = Field(0.9, ge=0, le=5)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(40, ge=1, le=4096)
+    stop: list[str] = Field(default_factory=lambda: ["\n"])
+
+
+class LMXConfig(OperatorConfig):
+    parents: int = Field(4, ge=1, le=32, description="archive members shown in each prompt")
+
+
+class OperatorsConfig(_Strict):
+    lmx: LMXConfig = Field(default_factory=lambda: LMXConfig(weight=0.5))
+    mutation: OperatorConfig = Field(default_factory=lambda: OperatorConfig(weight=0.5))
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> OperatorsConfig:
+        if self.lmx.weight + self.mutation.weight <= 0:
+            raise ValueError("at least one operator needs a weight > 0")
+        return self
+
+
+class SearchConfig(_Strict):
+    batch_size: int = Field(16, ge=1, description="children generated per batch")
+
+
+class BudgetConfig(_Strict):
+    """Limits on the whole run (all sessions of it, resumes included); 0 means no limit."""
+
+    max_evaluations: int | None = Field(
+        400, ge=0, description="candidates evaluated, seeds included"
+    )
+    max_lm_calls: int | None = Field(None, ge=0, description="LM generate calls (one per batch)")
+    max_tokens: int | None = Field(None, ge=0, description="LM tokens, prompt plus completion")
+    max_seconds: float | None = Field(
+        300.0, ge=0, description="wall time over all sessions of a run"
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BudgetConfig:
+        for name in ("max_evaluations", "max_lm_calls", "max_tokens", "max_seconds"):
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, None)
+        if not any((self.max_evaluations, self.max_lm_calls, self.max_tokens, self.max_seconds)):
+            raise ValueError("set at least one budget (the search would never stop)")
+        return self
+
+
+class ArchiveConfig(_Strict):
+    kind: Literal["grid", "cvt"] = "grid"
+    cells: int = Field(64, ge=2, description="CVT centroids (kind = 'cvt')")
+
+
+class Config(_Strict):
+    """The whole run configuration. Every field has a default: `Config()` is the default
+    search (symbolic regression with the embedded model)."""
+
+    name: str | None = Field(None, description="run name (default: domain and a timestamp)")
+    seed: int = 0
+    runs_dir: Path = Path("runs")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
+    domain: dict[str, Any] = Field(default_factory=lambda: {"name": "symbolic_regression"})
+
+    @property
+    def domain_name(self) -> str:
+        return str(self.domain.get("name", "symbolic_regression"))
+
+    def domain_options(self) -> BaseModel:
+        """The ``[domain]`` table validated by the domain's own `Config` model."""
+        options = {k: v for k, v in self.domain.items() if k != "name"}
+        try:
+            cls = domain_class(self.domain_name)
+        except UnknownDomainError as exc:
+            raise ConfigError(f"domain.name: {exc}") from None
+        try:
+            return cls.Config.model_validate(options)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, cls.Config, prefix="domain")) from None
+
+    def to_toml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        return tomli_w.dumps(data)
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str] | None:
+    """Field names of the model found at `loc` (the parent of an unknown key)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _describe(exc: ValidationError, model: type[BaseModel], *, prefix: str = "") -> str:
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        key = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, error["loc"][:-1])
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            problems.append(f"{key}: unknown key{hint}")
+        else:
+            value = error.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+            problems.append(f"{key}: {error['msg']}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(problems)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=3"`` -> (["a", "b"], 3). Values are TOML (numbers, booleans, strings in
+    quotes, arrays); anything that is not valid TOML is taken as a plain string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. search.batch_size=8")
+    key, raw = text.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"override {text!r}: empty key component")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def merge_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides to a config dict (a new dict is returned)."""
+    import copy
+
+    merged = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a table")
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(
+    source: Path | str | Mapping[str, Any] | Config | None = None,
+    overrides: Sequence[str] = (),
+) -> Config:
+    """Build a validated `Config` from a TOML path, a dict, or nothing (the defaults),
+    with ``KEY=VALUE`` overrides applied. Relative paths in a file's ``[domain]`` and
+    operator templates resolve against the file's directory."""
+    base_dir: Path | None = None
+    if isinstance(source, Config):
+        data = source.model_dump(mode="python")
+    elif isinstance(source, str | Path):
+        data = read_toml(Path(source))
+        base_dir = Path(source).resolve().parent
+    elif source is None:
+        data = {}
+    else:
+        data = dict(source)
+    data = merge_overrides(data, overrides)
+    origin = f"{source}: " if isinstance(source, str | Path) else ""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(origin + _describe(exc, Config)) from None
+    config = _resolve_paths(config, base_dir or Path.cwd())
+    try:
+        config.domain_options()
+    except ConfigError as exc:
+        raise ConfigError(origin + str(exc)) from None
+    return config
+
+
+def _resolve_paths(config: Config, base_dir: Path) -> Config:
+    domain = dict(config.domain)
+    for key, value in domain.items():
+        if (
+            key in ("data", "path", "dataset")
+            and isinstance(value, str)
+            and not Path(value).is_absolute()
+        ):
+            domain[key] = str(base_dir / value)
+    config.domain = domain
+    for op in (config.operators.lmx, config.operators.mutation):
+        if op.template is not None and not op.template.is_absolute():
+            op.template = base_dir / op.template
+    return config

@@ -1,0 +1,74 @@
+"""The `Domain` contract: what is searched, how it is parsed, scored and described."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One descriptor dimension: a name, a range and a number of bins."""
+
+    name: str
+    low: float
+    high: float
+    bins: int
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.high > self.low:
+            raise ValueError(f"axis {self.name!r}: high ({self.high}) must exceed low ({self.low})")
+        if self.bins < 1:
+            raise ValueError(f"axis {self.name!r}: bins must be >= 1, got {self.bins}")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The score of one genome. `fitness is None` means invalid; `feedback` says why."""
+
+    fitness: float | None
+    descriptors: tuple[float, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    feedback: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.fitness is not None
+
+    @classmethod
+    def invalid(cls, feedback: str, **metrics: float) -> Evaluation:
+        return cls(fitness=None, feedback=feedback, metrics=metrics)
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """A search domain. Implementations also define `Config`, a pydantic model of their
+    options (the ``[domain]`` table less ``name``), and take it in their constructor:
+    ``Domain(config, base_dir=...)`` where relative paths in the config resolve
+    against `base_dir`."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+    axes: Sequence[Axis]
+    fitness_floor: float
+    """The lowest fitness the domain gives; the QD-score offset."""
+
+    def seeds(self) -> Sequence[str]: ...
+
+    def parse(self, completion: str) -> str | None: ...
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]: ...
+
+    def prompt_context(self) -> Mapping[str, Any]:
+        """Values the prompt templates may use (task description, variable names, ...)."""
+        ...
+
+    @property
+    def prompt_dir(self) -> Path | None:
+        """A folder of `<operator>.jinja` templates overriding the operators' defaults."""
+        ...

@@ -1,0 +1,130 @@
+"""Symbolic regression: find a formula that fits data (the domain of LMX, Meyerson et al.
+2023, arXiv 2302.12170). Genomes are expressions in the input variables."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from openended.domains.base import Axis, Evaluation
+from openended.domains.symbolic_regression import data as regression_data
+from openended.domains.symbolic_regression.expression import (
+    CompiledExpression,
+    ExpressionError,
+    parse_expression,
+)
+from openended.domains.symbolic_regression.feynman import EQUATIONS
+
+
+class SymbolicRegressionConfig(BaseModel):
+    """Options of the ``[domain]`` table for ``name = "symbolic_regression"``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(
+        "I.13.4", description=f"built-in Feynman equation: one of {', '.join(EQUATIONS)}"
+    )
+    data: Path | None = Field(None, description="CSV file; overrides `target` when given")
+    target_column: str | None = Field(None, description="CSV target column (default: last)")
+    points: int = Field(256, ge=2, le=1_000_000, description="generated data points")
+    noise: float = Field(0.01, ge=0, description="noise std relative to std(y)")
+    data_seed: int = Field(0, description="seed of the generated data")
+    seeds: list[str] | None = Field(None, description="initial expressions")
+    max_size: int = Field(40, ge=3, description="largest expression (AST nodes) on the grid")
+    size_bins: int = Field(13, ge=1)
+    operator_bins: int = Field(8, ge=1)
+    fitness_floor: float = Field(-10.0, lt=0, description="fitness never goes below this")
+
+
+class SymbolicRegressionDomain:
+    """Fit `y = f(x1, ..., xn)`.
+
+    Fitness is the negative normalised mean squared error, ``-MSE / Var(y)`` (0 is a
+    perfect fit; predicting the mean gives -1), clipped below at `fitness_floor`.
+    Descriptors: expression size (AST nodes) and the number of distinct operators and
+    functions used.
+    """
+
+    name: ClassVar[str] = "symbolic_regression"
+    Config: ClassVar[type[BaseModel]] = SymbolicRegressionConfig
+
+    def __init__(self, config: SymbolicRegressionConfig, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        if config.data is not None:
+            path = config.data if config.data.is_absolute() else (base_dir or Path()) / config.data
+            self.data = regression_data.read_csv(path, target_column=config.target_column)
+            self._description = f"data from {path.name}"
+        else:
+            self.data = regression_data.generate(
+                config.target, points=config.points, noise=config.noise, seed=config.data_seed
+            )
+            self._description = EQUATIONS[config.target].description
+        self._variance = float(np.var(self.data.target))
+        self.fitness_floor = config.fitness_floor
+        self.axes = (
+            Axis("size", 1, config.max_size + 1, config.size_bins, "AST nodes in the expression"),
+            Axis(
+                "operators",
+                0,
+                config.operator_bins,
+                config.operator_bins,
+                "distinct operators and functions used",
+            ),
+        )
+
+    @property
+    def prompt_dir(self) -> Path | None:
+        return Path(__file__).parent / "prompts"
+
+    def prompt_context(self) -> Mapping[str, Any]:
+        return {
+            "target": self.data.target_name,
+            "variables": ", ".join(self.data.variables),
+            "description": self._description,
+        }
+
+    def seeds(self) -> Sequence[str]:
+        if self.config.seeds:
+            return list(self.config.seeds)
+        names = list(self.data.variables)
+        seeds = [*names[:3]]
+        if len(names) >= 2:
+            seeds.append(f"{names[0]}*{names[1]}")
+            seeds.append(" + ".join(names))
+        return seeds
+
+    def parse(self, completion: str) -> str | None:
+        try:
+            return parse_expression(completion, self.data.variables)
+        except ExpressionError:
+            return None
+
+    def evaluate_one(self, genome: str) -> Evaluation:
+        try:
+            expression = CompiledExpression(genome, self.data.variables)
+        except ExpressionError as exc:
+            return Evaluation.invalid(str(exc))
+        except RecursionError:
+            return Evaluation.invalid("expression nested too deeply")
+        prediction = expression(self.data.inputs, self.data.size)
+        if not np.all(np.isfinite(prediction)):
+            return Evaluation.invalid(
+                "gives non-finite values on the data (division by zero, log of a negative, "
+                "or overflow)",
+                size=expression.size,
+            )
+        nmse = float(np.mean((prediction - self.data.target) ** 2) / self._variance)
+        fitness = max(-nmse, self.fitness_floor)
+        return Evaluation(
+            fitness=fitness,
+            descriptors=(float(expression.size), float(len(expression.operators))),
+            metrics={"nmse": nmse, "size": expression.size, "operators": len(expression.operators)},
+        )
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
+        return await asyncio.to_thread(lambda: [self.evaluate_one(g) for g in genomes])

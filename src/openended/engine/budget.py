@@ -1,0 +1,54 @@
+"""Search budgets: LM calls, tokens, evaluations and wall time, over all sessions of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openended.config import BudgetConfig
+
+
+@dataclass
+class Usage:
+    """What a run has used so far (committed work only)."""
+
+    evaluations: int = 0
+    candidates: int = 0
+    valid: int = 0
+    children: int = 0
+    valid_children: int = 0
+    lm_calls: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+
+
+class Budget:
+    """Decides whether another batch may start and how large it may be."""
+
+    def __init__(self, config: BudgetConfig) -> None:
+        self.config = config
+
+    def batch_size(
+        self,
+        wanted: int,
+        *,
+        usage: Usage,
+        pending_evaluations: int,
+        pending_tokens: int,
+        pending_calls: int,
+        elapsed: float,
+    ) -> tuple[int, str | None]:
+        """How many children the next batch may have (0: none), and if 0, which budget
+        is spent. `pending_*` count work already started but not yet committed."""
+        c = self.config
+        if c.max_seconds is not None and elapsed >= c.max_seconds:
+            return 0, f"wall time ({c.max_seconds:g} s)"
+        if c.max_lm_calls is not None and usage.lm_calls + pending_calls >= c.max_lm_calls:
+            return 0, f"LM calls ({c.max_lm_calls})"
+        if c.max_tokens is not None and usage.tokens + pending_tokens >= c.max_tokens:
+            return 0, f"tokens ({c.max_tokens})"
+        size = wanted
+        if c.max_evaluations is not None:
+            size = min(size, c.max_evaluations - usage.evaluations - pending_evaluations)
+            if size <= 0:
+                return 0, f"evaluations ({c.max_evaluations})"
+        return size, None

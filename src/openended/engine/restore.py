@@ -1,0 +1,55 @@
+"""Rebuild an archive from a run store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from openended.archive.archive import Archive
+from openended.domains.base import Axis
+from openended.store.run_store import CandidateRecord, RunStore
+
+
+def insert_records(archive: Archive, records: Iterable[CandidateRecord]) -> None:
+    """Insert the valid records (in the given order) and mark which entered the archive."""
+    valid = [r for r in records if r.status == "valid" and r.fitness is not None]
+    if not valid:
+        return
+    archive.add(
+        [r.id for r in valid],  # type: ignore[misc]
+        [r.genome or "" for r in valid],
+        [r.fitness for r in valid],  # type: ignore[misc]
+        [r.descriptors or () for r in valid],
+        [r.metrics for r in valid],
+    )
+    present = {e.candidate_id for e in archive.elites()}
+    for r in valid:
+        r.added = r.id in present
+
+
+def archive_from_store(store: RunStore) -> Archive:
+    """The archive as it stood after the last committed batch, from the axes, archive
+    settings and candidates recorded in `store`."""
+    layout = store.get_meta("archive")
+    if layout is None:
+        raise ValueError(f"{store.run_dir}: the store records no archive layout")
+    archive = Archive(
+        axes=[Axis(**a) for a in layout["axes"]],
+        kind=layout["kind"],
+        qd_score_offset=layout["qd_score_offset"],
+        cells=layout["cells"],
+        seed=layout["seed"],
+    )
+    insert_batches(archive, store.candidates())
+    return archive
+
+
+def insert_batches(archive: Archive, records: Iterable[CandidateRecord]) -> None:
+    """Insert records batch by batch, as the search did (pyribs resolves competition for
+    a cell within one batch differently from across batches)."""
+    current: list[CandidateRecord] = []
+    for record in records:
+        if current and record.batch != current[0].batch:
+            insert_records(archive, current)
+            current = []
+        current.append(record)
+    insert_records(archive, current)

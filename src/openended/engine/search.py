@@ -1,0 +1,442 @@
+"""The asynchronous search loop: MAP-Elites with language-model variation.
+
+Pipeline (one batch at a time, two in flight): select parents -> build prompts -> batched
+LM generation -> parse -> evaluate -> insert into the archive -> commit to the store.
+Generation of batch b overlaps evaluation of batch b-1.
+
+Reproducibility: batch b always selects its parents from the archive holding exactly the
+batches 0..b-2, however long each stage takes, and every random choice of batch b comes
+from a generator seeded by (seed, b). A resumed run therefore continues exactly as the
+uninterrupted run would have (given a deterministic language model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from openended.archive.archive import Archive
+from openended.archive.elite import Elite
+from openended.config import Config, OperatorConfig
+from openended.domains.base import Domain, Evaluation
+from openended.engine.budget import Budget, Usage
+from openended.engine.restore import insert_batches, insert_records
+from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
+from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
+from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
+
+SEED_OPERATOR = "seed"
+
+
+class SearchError(RuntimeError):
+    """The search cannot start or continue (e.g. no seed is valid)."""
+
+
+@dataclass
+class _Batch:
+    index: int
+    records: list[CandidateRecord]
+    lm_seconds: float = 0.0
+    completion_tokens: int = 0
+    tokens: int = 0
+    calls: int = 0
+    stored: bool = False  # replayed from the store on resume: insert only
+
+
+@dataclass
+class SearchOutcome:
+    """How a session of the search ended."""
+
+    stopped_by: str
+    batches: int
+    metrics: BatchMetrics | None
+    history: list[BatchMetrics] = field(default_factory=list)
+
+
+def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, float]]:
+    """The configured operators with their weights (weight-0 operators are left out)."""
+    context = domain.prompt_context()
+    built = []
+    settings: dict[str, OperatorConfig] = {
+        "lmx": config.operators.lmx,
+        "mutation": config.operators.mutation,
+    }
+    for name, op_config in settings.items():
+        if op_config.weight <= 0:
+            continue
+        template = load_template(name, override=op_config.template, domain_dir=domain.prompt_dir)
+        sampling = SamplingSettings(
+            temperature=op_config.temperature,
+            top_p=op_config.top_p,
+            max_tokens=op_config.max_tokens,
+            stop=tuple(op_config.stop),
+        )
+        extra = {"parents": config.operators.lmx.parents} if name == "lmx" else {}
+        operator = OPERATORS[name](template=template, context=context, sampling=sampling, **extra)
+        built.append((operator, op_config.weight))
+    return built
+
+
+class Search:
+    """One session of a run: continues from what the store holds until a budget is spent.
+
+    Args:
+        config: the run configuration.
+        domain: the domain instance.
+        lm: the language model.
+        store: the run store (may already hold candidates: the search resumes).
+        on_batch: called with the metrics after each committed batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        domain: Domain,
+        lm: LanguageModel,
+        store: RunStore,
+        on_batch: Callable[[BatchMetrics], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.domain = domain
+        self.lm = lm
+        self.store = store
+        self.on_batch = on_batch
+        self.budget = Budget(config.budget)
+        self.archive = Archive(
+            axes=domain.axes,
+            kind=config.archive.kind,
+            qd_score_offset=domain.fitness_floor,
+            cells=config.archive.cells,
+            seed=config.seed,
+        )
+        self.operators = build_operators(config, domain)
+        weights = np.array([w for _, w in self.operators], dtype=np.float64)
+        self._weights = weights / weights.sum()
+        self.usage = Usage()
+        self._session_start = time.perf_counter()
+        self._elapsed_before = 0.0
+        self._next_id = 1
+        store.set_meta(
+            "archive",
+            {
+                "axes": [a.__dict__ for a in domain.axes],
+                "kind": config.archive.kind,
+                "qd_score_offset": domain.fitness_floor,
+                "cells": config.archive.cells,
+                "seed": config.seed,
+            },
+        )
+        self._inserted = -1  # highest batch inserted into the archive
+        self._release = -1  # highest batch the consumer may insert into the archive
+        self._changed = asyncio.Condition()
+        self.history: list[BatchMetrics] = []
+
+    # -- time and usage -------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._session_start
+
+    def _restore(self) -> _Batch | None:
+        """Rebuild the archive from the store. Returns the last committed batch, to be
+        inserted once the next batch's parents are selected (see the module docstring)."""
+        store = self.store
+        self.usage = Usage(**store.get_meta("usage", {}))
+        self._elapsed_before = self.usage.elapsed
+        self._next_id = store.next_id()
+        last = store.last_batch()
+        if last is None:
+            return None
+        replay: list[CandidateRecord] = []
+        early: list[CandidateRecord] = []
+        for record in store.candidates():
+            (replay if record.batch == last and last > 0 else early).append(record)
+        insert_batches(self.archive, early)
+        self._inserted = last - 1 if last > 0 else 0
+        self._release = last - 1
+        if last == 0:
+            return None
+        return _Batch(index=last, records=replay, stored=True)
+
+    # -- archive --------------------------------------------------------------------------
+
+    def _insert(self, records: Sequence[CandidateRecord]) -> None:
+        insert_records(self.archive, records)
+
+    # -- the stages -----------------------------------------------------------------------
+
+    async def _wait(self, predicate: Callable[[], bool]) -> None:
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _generate(self, index: int, size: int) -> _Batch:
+        """Select parents and prompt the LM for batch `index` of `size` children."""
+        rng = np.random.default_rng([self.config.seed, index])
+        elites = self.archive.elites()
+        if not elites:
+            raise SearchError("the archive is empty: no valid seed to start from")
+        plans: list[tuple[Operator, list[Elite]]] = []
+        for _ in range(size):
+            operator = self.operators[int(rng.choice(len(self.operators), p=self._weights))][0]
+            plans.append((operator, operator.select_parents(elites, rng)))
+        requests = [op.request(parents, seed=int(rng.integers(2**62))) for op, parents in plans]
+        self._release = index - 1  # batch index-1 may now enter the archive
+        await self._notify()
+
+        start = time.perf_counter()
+        error: str | None = None
+        results: list[GenerationResult] | None = None
+        try:
+            results = await self.lm.generate(requests)
+            if len(results) != len(requests):
+                raise RuntimeError(
+                    f"LM returned {len(results)} results for {len(requests)} requests"
+                )
+        except Exception as exc:  # recorded on every candidate of the batch; the search goes on
+            error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        seconds = time.perf_counter() - start
+
+        batch = _Batch(index=index, records=[], lm_seconds=seconds, calls=1)
+        for j, ((operator, parents), request) in enumerate(zip(plans, requests, strict=True)):
+            parent_ids = tuple(p.candidate_id for p in parents)
+            if results is None:
+                batch.records.append(self._lm_error(index, operator, parent_ids, request, error))
+                continue
+            for generation in results[j].generations:
+                batch.completion_tokens += generation.completion_tokens
+                batch.tokens += generation.prompt_tokens + generation.completion_tokens
+                record = CandidateRecord(
+                    batch=index,
+                    operator=operator.name,
+                    parents=parent_ids,
+                    status="parse_error",
+                    completion=generation.text,
+                    prompt=request.prompt,
+                    t_generate=seconds,
+                    prompt_tokens=generation.prompt_tokens,
+                    completion_tokens=generation.completion_tokens,
+                )
+                if generation.error or generation.finish_reason == "error":
+                    record.status, record.error = "lm_error", generation.error or "LM error"
+                else:
+                    genome = self.domain.parse(generation.text)
+                    if genome is None:
+                        record.error = f"could not parse: {generation.text.strip()[:120]!r}"
+                    else:
+                        record.genome, record.status = genome, "invalid"
+                batch.records.append(record)
+        return batch
+
+    @staticmethod
+    def _lm_error(
+        index: int,
+        operator: Operator,
+        parents: tuple[int, ...],
+        request: GenerationRequest,
+        error: str | None,
+    ) -> CandidateRecord:
+        return CandidateRecord(
+            batch=index,
+            operator=operator.name,
+            parents=parents,
+            status="lm_error",
+            prompt=request.prompt,
+            error=error,
+        )
+
+    async def _evaluate(self, batch: _Batch) -> None:
+        pending = [r for r in batch.records if r.status == "invalid" and r.genome is not None]
+        if not pending:
+            return
+        start = time.perf_counter()
+        try:
+            evaluations = await self.domain.evaluate([r.genome for r in pending])  # type: ignore[misc]
+        except Exception as exc:
+            evaluations = [
+                Evaluation.invalid(f"evaluator failed: {type(exc).__name__}: {exc}")
+            ] * len(pending)
+        seconds = (time.perf_counter() - start) / len(pending)
+        for record, evaluation in zip(pending, evaluations, strict=True):
+            self._apply(record, evaluation)
+            record.t_evaluate = seconds
+
+    def _apply(self, record: CandidateRecord, evaluation: Evaluation) -> None:
+        record.metrics = dict(evaluation.metrics)
+        if evaluation.valid:
+            record.status = "valid"
+            record.fitness = float(evaluation.fitness)  # type: ignore[arg-type]
+            if len(evaluation.descriptors) != len(self.domain.axes):
+                record.status = "invalid"
+                record.error = (
+                    f"domain gave {len(evaluation.descriptors)} descriptors for "
+                    f"{len(self.domain.axes)} axes"
+                )
+            record.descriptors = tuple(float(d) for d in evaluation.descriptors)
+            if not np.all(np.isfinite([record.fitness, *record.descriptors])):
+                record.status, record.error = "invalid", "non-finite fitness or descriptors"
+        else:
+            record.status = "invalid"
+            record.error = evaluation.feedback or "invalid"
+
+    def _commit(self, batch: _Batch) -> BatchMetrics:
+        """Assign ids, insert into the archive, write the batch in one transaction."""
+        for record in batch.records:
+            record.id = self._next_id
+            self._next_id += 1
+        self._insert(batch.records)
+        usage = self.usage
+        children = [r for r in batch.records if r.operator != SEED_OPERATOR]
+        usage.evaluations += sum(r.status in ("valid", "invalid") for r in batch.records)
+        usage.candidates += len(batch.records)
+        usage.valid += sum(r.status == "valid" for r in batch.records)
+        usage.children += len(children)
+        usage.valid_children += sum(r.status == "valid" for r in children)
+        usage.lm_calls += batch.calls
+        usage.tokens += batch.tokens
+        usage.elapsed = self.elapsed()
+        stats = self.archive.stats()
+        metrics = BatchMetrics(
+            batch=batch.index,
+            evaluations=usage.evaluations,
+            lm_calls=usage.lm_calls,
+            tokens=usage.tokens,
+            elapsed=usage.elapsed,
+            num_elites=stats.num_elites,
+            coverage=stats.coverage,
+            qd_score=stats.qd_score,
+            best_fitness=stats.best_fitness,
+            valid_rate=usage.valid_children / usage.children if usage.children else 1.0,
+            batch_valid_rate=(
+                sum(r.status == "valid" for r in batch.records) / len(batch.records)
+                if batch.records
+                else 0.0
+            ),
+            tokens_per_second=(
+                batch.completion_tokens / batch.lm_seconds if batch.lm_seconds > 0 else None
+            ),
+        )
+        self.store.record_batch(batch.records, metrics, meta={"usage": usage.__dict__})
+        self.history.append(metrics)
+        if self.on_batch is not None:
+            self.on_batch(metrics)
+        return metrics
+
+    async def _seed(self) -> None:
+        genomes = list(self.domain.seeds())
+        if not genomes:
+            raise SearchError(f"domain {self.domain.name!r} gave no seeds")
+        records = []
+        for text in genomes:
+            genome = self.domain.parse(text)
+            records.append(
+                CandidateRecord(
+                    batch=0,
+                    operator=SEED_OPERATOR,
+                    parents=(),
+                    completion=text,
+                    genome=genome,
+                    status="invalid" if genome else "parse_error",
+                    error=None if genome else f"could not parse seed {text!r}",
+                )
+            )
+        batch = _Batch(index=0, records=records)
+        await self._evaluate(batch)
+        if not any(r.status == "valid" for r in records):
+            problems = "; ".join(f"{r.completion!r}: {r.error}" for r in records)
+            raise SearchError(f"none of the {len(records)} seeds is valid: {problems}")
+        self._commit(batch)
+        self._inserted = 0
+        self._release = 0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> SearchOutcome:
+        """Run until a budget is spent; returns why it stopped."""
+        self._session_start = time.perf_counter()
+        replay = self._restore()
+        if self.store.last_batch() is None:
+            self.store.set_meta("seed", self.config.seed)
+            await self._seed()
+        queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=1)
+        stopped_by = ""
+        in_flight: dict[int, int] = {}  # batch index -> children planned
+        in_flight_tokens: dict[int, int] = {}
+        first_index = (self.store.last_batch() or 0) + 1
+
+        async def produce() -> None:
+            nonlocal stopped_by
+            index = first_index
+            try:
+                while True:
+                    await self._wait(lambda i=index: self._inserted >= i - 2)
+                    while True:
+                        size, reason = self.budget.batch_size(
+                            self.config.search.batch_size,
+                            usage=self.usage,
+                            pending_evaluations=sum(in_flight.values()),
+                            pending_tokens=sum(in_flight_tokens.values()),
+                            pending_calls=len(in_flight),
+                            elapsed=self.elapsed(),
+                        )
+                        if size > 0 or not in_flight or reason is None:
+                            break
+                        # In-flight work may use less than planned: let it commit, then ask
+                        # again. (Always the same situation for the same run, so the
+                        # selection stays reproducible.)
+                        waiting_for = len(in_flight)
+                        self._release = index - 1
+                        await self._notify()
+                        await self._wait(lambda n=waiting_for: len(in_flight) < n)
+                    if size <= 0:
+                        stopped_by = f"budget: {reason}"
+                        return
+                    in_flight[index] = size
+                    batch = await self._generate(index, size)
+                    in_flight[index] = sum(r.status == "invalid" for r in batch.records)
+                    in_flight_tokens[index] = batch.tokens
+                    await queue.put(batch)
+                    index += 1
+            finally:
+                self._release = 1 << 62
+                await self._notify()
+                await queue.put(None)
+
+        async def consume() -> None:
+            if replay is not None:
+                await self._wait(lambda: self._release >= replay.index)
+                self._insert(replay.records)
+                self._inserted = replay.index
+                await self._notify()
+            while (batch := await queue.get()) is not None:
+                await self._evaluate(batch)
+                await self._wait(lambda b=batch: self._release >= b.index)
+                self._commit(batch)
+                in_flight.pop(batch.index, None)
+                in_flight_tokens.pop(batch.index, None)
+                self._inserted = batch.index
+                await self._notify()
+
+        producer = asyncio.create_task(produce())
+        consumer = asyncio.create_task(consume())
+        try:
+            await asyncio.gather(producer, consumer)
+        finally:
+            for task in (producer, consumer):
+                task.cancel()
+        self.store.set_meta("usage", {**self.usage.__dict__, "elapsed": self.elapsed()})
+        return SearchOutcome(
+            stopped_by=stopped_by or "done",
+            batches=len(self.history),
+            metrics=self.store.last_metrics(),
+            history=self.history,
+        )

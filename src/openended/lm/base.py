@@ -1,0 +1,73 @@
+"""The `LanguageModel` protocol: async, batched text generation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "eos", "error"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to complete, `n` times.
+
+    Exactly one of `prompt` (raw completion) or `messages` (chat, rendered with the
+    model's chat template) is set.
+    """
+
+    prompt: str | None = None
+    messages: tuple[Mapping[str, str], ...] | None = None
+    n: int = 1
+    max_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("GenerationRequest needs exactly one of `prompt` or `messages`")
+        if self.n < 1:
+            raise ValueError(f"GenerationRequest.n must be >= 1, got {self.n}")
+        if self.max_tokens < 1:
+            raise ValueError(f"GenerationRequest.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"GenerationRequest.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"GenerationRequest.top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion of a request."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: tuple[float, ...] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """All `n` completions of one request, in order."""
+
+    request: GenerationRequest
+    generations: tuple[Generation, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """Anything that completes batches of requests.
+
+    `generate` returns one `GenerationResult` per request, in request order, each
+    with `request.n` generations. Implementations batch internally; callers should
+    pass as many requests as they have.
+    """
+
+    model_id: str
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...

@@ -1,0 +1,263 @@
+"""Local Hugging Face transformers backend with batched, per-request-seeded sampling."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from openended.lm.base import Generation, GenerationRequest, GenerationResult
+
+
+@dataclass
+class _Row:
+    """One sequence to decode: a (request, sample) pair."""
+
+    request_index: int
+    sample_index: int
+    prompt_ids: list[int]
+    request: GenerationRequest
+    generator: torch.Generator
+
+
+def sample_seed(seed: int, sample_index: int) -> int:
+    """A 63-bit seed for sample `sample_index` of a request seeded with `seed`."""
+    state = np.random.SeedSequence([seed & (2**63 - 1), sample_index]).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+def _filter_top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Nucleus filtering (Holtzman et al. 2020, arXiv 1904.09751), one `top_p` per row."""
+    sorted_logits, sorted_index = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    # drop a token when the mass before it already reaches top_p (keeps at least one)
+    remove_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p[:, None]
+    remove = torch.zeros_like(remove_sorted).scatter(1, sorted_index, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+class TransformersLM:
+    """A causal LM from a local directory (or an HF id already in the local HF cache).
+
+    Generation is batched across all rows of all requests (left padding with an
+    attention mask), each row sampled with its own `torch.Generator` so that a
+    request's output depends on its seed, not on what it was batched with. Rows
+    that finish are pruned from the batch and the KV cache.
+
+    Args:
+        path: model directory or id.
+        model_id: the name recorded in runs and caches (default: `path`).
+        max_batch_size: most sequences decoded together.
+        dtype: torch dtype name.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        model_id: str | None = None,
+        max_batch_size: int = 32,
+        dtype: str = "float32",
+        device: str = "cpu",
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        self.model_id = model_id or str(path)
+        self.max_batch_size = max_batch_size
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.model.to(self.device)
+        self.model.eval()
+        parameters = inspect.signature(self.model.forward).parameters
+        # transformers >= 5.x renamed `past_key_values` to `cache`
+        self._cache_kw = "cache" if "cache" in parameters else "past_key_values"
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        self.pad_id = int(pad if pad is not None else 0)
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = frozenset(int(i) for i in eos_ids)
+        self._lock = threading.Lock()
+        self._unseeded = np.random.default_rng()
+
+    @classmethod
+    def embedded(cls, **kwargs: object) -> TransformersLM:
+        """The embedded SmolLM2-135M-Instruct, fetched and converted on first use."""
+        from openended.lm import embedded
+
+        path = embedded.fetch(progress=lambda line: print(f"[model] {line}", flush=True))
+        return cls(path, model_id=f"{embedded.SMOLLM2.name} (embedded)", **kwargs)  # type: ignore[arg-type]
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def render(self, request: GenerationRequest) -> str:
+        """The exact text the model is conditioned on."""
+        if request.messages is not None:
+            return str(
+                self.tokenizer.apply_chat_template(
+                    [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
+                )
+            )
+        assert request.prompt is not None
+        return request.prompt
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        return list(self.tokenizer(self.render(request), add_special_tokens=False)["input_ids"])
+
+    # -- generation ------------------------------------------------------------------------
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return await asyncio.to_thread(self.generate_sync, requests)
+
+    def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Blocking `generate`."""
+        rows: list[_Row] = []
+        for r_index, request in enumerate(requests):
+            ids = self.encode(request)
+            for s_index in range(request.n):
+                base = (
+                    request.seed
+                    if request.seed is not None
+                    else int(self._unseeded.integers(2**62))
+                )
+                gen = torch.Generator(device="cpu")
+                gen.manual_seed(sample_seed(base, s_index))
+                rows.append(_Row(r_index, s_index, ids, request, gen))
+        outputs: dict[tuple[int, int], Generation] = {}
+        # Similar lengths together keep padding low; the order is deterministic.
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i].prompt_ids), i))
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), self.max_batch_size):
+                chunk = [rows[i] for i in order[start : start + self.max_batch_size]]
+                for row, gen in zip(chunk, self._decode(chunk), strict=True):
+                    outputs[(row.request_index, row.sample_index)] = gen
+        return [
+            GenerationResult(
+                request=request,
+                generations=tuple(outputs[(r, s)] for s in range(request.n)),
+            )
+            for r, request in enumerate(requests)
+        ]
+
+    def _decode(self, rows: list[_Row]) -> list[Generation]:
+        from transformers import DynamicCache
+
+        batch = len(rows)
+        width = max(len(r.prompt_ids) for r in rows)
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((batch, width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
+            attention[i, width - len(row.prompt_ids) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
+        top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
+        limits = [r.request.max_tokens for r in rows]
+
+        generated: list[list[int]] = [[] for _ in rows]
+        logprobs: list[list[float]] = [[] for _ in rows]
+        finish: list[str | None] = [None] * batch
+        texts: list[str] = [""] * batch
+        active = list(range(batch))  # positions in `rows` still decoding
+        cache = DynamicCache()
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kw: cache},
+        )
+        logits = out.logits[:, -1, :].float().cpu()
+        last_position = positions[:, -1:]
+        while True:
+            chosen, chosen_logprob = self._sample(
+                logits, temperature[active], top_p[active], [rows[i].generator for i in active]
+            )
+            keep: list[int] = []
+            for k, i in enumerate(active):
+                token = int(chosen[k])
+                if token in self.eos_ids:
+                    finish[i] = "eos"
+                    texts[i] = self.tokenizer.decode(generated[i], skip_special_tokens=True)
+                    continue
+                generated[i].append(token)
+                logprobs[i].append(float(chosen_logprob[k]))
+                stops = rows[i].request.stop
+                if stops:
+                    text = self.tokenizer.decode(generated[i], skip_special_tokens=True)
+                    cut = min((p for p in (text.find(s) for s in stops) if p >= 0), default=-1)
+                    if cut >= 0:
+                        finish[i], texts[i] = "stop", text[:cut]
+                        continue
+                if len(generated[i]) >= limits[i]:
+                    finish[i] = "length"
+                    texts[i] = self.tokenizer.decode(generated[i], skip_special_tokens=True)
+                    continue
+                keep.append(k)
+            if not keep:
+                break
+            keep_tensor = torch.tensor(keep, dtype=torch.long)
+            if len(keep) < len(active):
+                cache.batch_select_indices(keep_tensor.to(self.device))
+                attention = attention[keep_tensor]
+                last_position = last_position[keep_tensor]
+                chosen = chosen[keep_tensor]
+            active = [active[k] for k in keep]
+            attention = torch.cat([attention, torch.ones((len(active), 1), dtype=torch.long)], 1)
+            last_position = last_position + 1
+            out = self.model(
+                input_ids=chosen[:, None].to(self.device),
+                attention_mask=attention.to(self.device),
+                position_ids=last_position.to(self.device),
+                use_cache=True,
+                **{self._cache_kw: cache},
+            )
+            logits = out.logits[:, -1, :].float().cpu()
+
+        return [
+            Generation(
+                text=texts[i],
+                finish_reason=finish[i] or "length",  # type: ignore[arg-type]
+                prompt_tokens=len(rows[i].prompt_ids),
+                completion_tokens=len(generated[i]) + (1 if finish[i] == "eos" else 0),
+                logprobs=tuple(logprobs[i]),
+            )
+            for i in range(batch)
+        ]
+
+    @staticmethod
+    def _sample(
+        logits: torch.Tensor,
+        temperature: torch.Tensor,
+        top_p: torch.Tensor,
+        generators: list[torch.Generator],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw one token per row; temperature 0 means greedy."""
+        greedy = temperature <= 0
+        scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
+        filtered = _filter_top_p(scaled, torch.where(greedy, torch.ones_like(top_p), top_p))
+        log_probs = torch.log_softmax(filtered, dim=-1)
+        probs = log_probs.exp()
+        chosen = torch.empty(len(generators), dtype=torch.long)
+        for k, gen in enumerate(generators):
+            if bool(greedy[k]):
+                chosen[k] = int(torch.argmax(logits[k]))
+            else:
+                chosen[k] = int(torch.multinomial(probs[k], 1, generator=gen))
+        picked = log_probs.gather(1, chosen[:, None]).squeeze(1)
+        return chosen, picked

@@ -1,0 +1,93 @@
+"""Variation operators: build a prompt from archive members; the LM writes the child."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jinja2
+import numpy as np
+
+from openended.archive.elite import Elite
+from openended.lm.base import GenerationRequest
+
+DEFAULT_TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+class TemplateError(ValueError):
+    """A prompt template is missing or does not render; the message names the file."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How an operator's requests are sampled."""
+
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_tokens: int = 48
+    stop: tuple[str, ...] = ("\n",)
+
+
+def load_template(name: str, *, override: Path | None, domain_dir: Path | None) -> jinja2.Template:
+    """Find `<name>.jinja`: the config's override first, then the domain's prompt folder,
+    then the operator's default beside this module."""
+    candidates = [override] if override is not None else []
+    if domain_dir is not None:
+        candidates.append(domain_dir / f"{name}.jinja")
+    candidates.append(DEFAULT_TEMPLATE_DIR / f"{name}.jinja")
+    for path in candidates:
+        if path is not None and path.is_file():
+            environment = jinja2.Environment(
+                undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+            )
+            try:
+                template = environment.from_string(path.read_text())
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(f"{path}: line {exc.lineno}: {exc.message}") from exc
+            template.filename = str(path)
+            return template
+        if path is override and path is not None:
+            raise TemplateError(f"prompt template not found: {path}")
+    raise TemplateError(f"no template named {name}.jinja")
+
+
+class Operator:
+    """Base class: choose parents, render the template, return a `GenerationRequest`."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        template: jinja2.Template,
+        context: Mapping[str, Any],
+        sampling: SamplingSettings,
+    ) -> None:
+        self.template = template
+        self.context = context
+        self.sampling = sampling
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        """Choose this operator's parents from the archive's elites."""
+        raise NotImplementedError
+
+    def render(self, parents: Sequence[Elite]) -> str:
+        try:
+            return self.template.render(domain=self.context, parents=parents, parent=parents[0])
+        except jinja2.TemplateError as exc:
+            raise TemplateError(
+                f"{getattr(self.template, 'filename', self.name)}: cannot render: {exc}"
+            ) from exc
+
+    def request(self, parents: Sequence[Elite], *, seed: int) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.render(parents),
+            n=1,
+            max_tokens=self.sampling.max_tokens,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            stop=self.sampling.stop,
+            seed=seed,
+        )

@@ -1,0 +1,31 @@
+"""Language model crossover (LMX; Meyerson et al. 2023, arXiv 2302.12170).
+
+A few-shot prompt lists k archive members; the model's continuation of the list is the
+child. Parents are shown worst to best, so the list reads as a progression.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from openended.archive.elite import Elite
+from openended.operators.base import Operator
+
+
+class LMXCrossover(Operator):
+    """LMX with `parents` distinct archive members per prompt."""
+
+    name: ClassVar[str] = "lmx"
+
+    def __init__(self, *, parents: int = 4, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        if parents < 1:
+            raise ValueError(f"lmx needs at least 1 parent, got {parents}")
+        self.parents = parents
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        picks = rng.choice(len(elites), size=min(self.parents, len(elites)), replace=False)
+        chosen = [elites[int(i)] for i in picks]
+        return sorted(chosen, key=lambda e: e.fitness)

@@ -1,0 +1,23 @@
+"""Instruction mutation: "improve this ... so that ...", from one archive member.
+
+The ELM style of mutation (Lehman et al. 2022, arXiv 2206.08896) with a natural-language
+instruction instead of a diff.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from openended.archive.elite import Elite
+from openended.operators.base import Operator
+
+
+class InstructionMutation(Operator):
+    """Rewrite one parent, chosen uniformly from the archive."""
+
+    name: ClassVar[str] = "mutation"
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        return [elites[int(rng.integers(len(elites)))]]

@@ -1,0 +1,319 @@
+"""The run directory: SQLite (WAL) holding every candidate, the config and per-batch metrics.
+
+Each batch is written in one transaction, so a SIGKILL at any moment leaves either the
+whole batch or none of it; with WAL and ``synchronous=NORMAL`` a committed transaction
+survives the death of the process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    batch INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    genome TEXT,
+    completion TEXT,
+    prompt TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    fitness REAL,
+    descriptors TEXT,
+    metrics TEXT,
+    added INTEGER NOT NULL DEFAULT 0,
+    t_generate REAL,
+    t_evaluate REAL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS candidates_batch ON candidates (batch);
+CREATE TABLE IF NOT EXISTS batches (
+    batch INTEGER PRIMARY KEY,
+    evaluations INTEGER NOT NULL,
+    lm_calls INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    elapsed REAL NOT NULL,
+    num_elites INTEGER NOT NULL,
+    coverage REAL NOT NULL,
+    qd_score REAL NOT NULL,
+    best_fitness REAL,
+    valid_rate REAL NOT NULL,
+    batch_valid_rate REAL NOT NULL,
+    tokens_per_second REAL,
+    created_at REAL NOT NULL
+);
+"""
+
+STATUSES = ("valid", "invalid", "parse_error", "lm_error")
+
+
+@dataclass
+class CandidateRecord:
+    """One candidate as stored. `id` is assigned by the store when recorded."""
+
+    batch: int
+    operator: str
+    parents: tuple[int, ...]
+    status: str
+    genome: str | None = None
+    completion: str | None = None
+    prompt: str | None = None
+    error: str | None = None
+    fitness: float | None = None
+    descriptors: tuple[float, ...] | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    added: bool = False
+    t_generate: float | None = None
+    t_evaluate: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+@dataclass(frozen=True)
+class BatchMetrics:
+    """Search metrics after a batch was inserted (totals over the whole run)."""
+
+    batch: int
+    evaluations: int
+    lm_calls: int
+    tokens: int
+    elapsed: float
+    num_elites: int
+    coverage: float
+    qd_score: float
+    best_fitness: float | None
+    valid_rate: float
+    batch_valid_rate: float
+    tokens_per_second: float | None
+
+
+class StoreError(RuntimeError):
+    """The run directory is missing, unreadable or not an openended run."""
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+class RunStore:
+    """Read and write a run directory (``run.sqlite`` and ``config.toml``)."""
+
+    DB_NAME = "run.sqlite"
+    CONFIG_NAME = "config.toml"
+
+    def __init__(self, run_dir: Path, *, create: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / self.DB_NAME
+        if not create and not self.path.is_file():
+            raise StoreError(
+                f"{self.run_dir} is not an openended run directory (no {self.DB_NAME})"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.executescript(SCHEMA)
+        if create and self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, default=_json_default)),
+        )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    def write_config(self, toml_text: str) -> None:
+        tmp = self.run_dir / (self.CONFIG_NAME + ".tmp")
+        tmp.write_text(toml_text)
+        tmp.replace(self.run_dir / self.CONFIG_NAME)
+
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / self.CONFIG_NAME
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(id), 0) AS m FROM candidates").fetchone()
+        return int(row["m"]) + 1
+
+    def record_batch(
+        self,
+        candidates: Sequence[CandidateRecord],
+        metrics: BatchMetrics,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write a batch of candidates (ids already assigned), its metrics and counters in
+        one transaction."""
+        now = time.time()
+        rows = [
+            (
+                c.id,
+                c.batch,
+                c.operator,
+                json.dumps(list(c.parents)),
+                c.genome,
+                c.completion,
+                c.prompt,
+                c.status,
+                c.error,
+                _finite(c.fitness),
+                json.dumps(list(c.descriptors)) if c.descriptors is not None else None,
+                json.dumps(dict(c.metrics), default=_json_default),
+                int(c.added),
+                c.t_generate,
+                c.t_evaluate,
+                c.prompt_tokens,
+                c.completion_tokens,
+                now,
+            )
+            for c in candidates
+        ]
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO candidates (id, batch, operator, parents, genome, completion, prompt,"
+                " status, error, fitness, descriptors, metrics, added, t_generate, t_evaluate,"
+                " prompt_tokens, completion_tokens, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            m = metrics
+            self.db.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.batch,
+                    m.evaluations,
+                    m.lm_calls,
+                    m.tokens,
+                    m.elapsed,
+                    m.num_elites,
+                    m.coverage,
+                    m.qd_score,
+                    _finite(m.best_fitness),
+                    m.valid_rate,
+                    m.batch_valid_rate,
+                    _finite(m.tokens_per_second),
+                    now,
+                ),
+            )
+            for key, value in (meta or {}).items():
+                self.set_meta(key, value)
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _transaction(self) -> RunStore._Tx:
+        return RunStore._Tx(self.db)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def candidates(self, *, up_to_batch: int | None = None) -> Iterator[CandidateRecord]:
+        """Stored candidates in id order (optionally only batches <= `up_to_batch`)."""
+        query = "SELECT * FROM candidates"
+        args: tuple[Any, ...] = ()
+        if up_to_batch is not None:
+            query += " WHERE batch <= ?"
+            args = (up_to_batch,)
+        for row in self.db.execute(query + " ORDER BY id", args):
+            yield self._record(row)
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> CandidateRecord:
+        return CandidateRecord(
+            id=row["id"],
+            batch=row["batch"],
+            operator=row["operator"],
+            parents=tuple(json.loads(row["parents"])),
+            status=row["status"],
+            genome=row["genome"],
+            completion=row["completion"],
+            prompt=row["prompt"],
+            error=row["error"],
+            fitness=row["fitness"],
+            descriptors=tuple(json.loads(row["descriptors"])) if row["descriptors"] else None,
+            metrics=json.loads(row["metrics"]) if row["metrics"] else {},
+            added=bool(row["added"]),
+            t_generate=row["t_generate"],
+            t_evaluate=row["t_evaluate"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+        )
+
+    def candidate(self, candidate_id: int) -> CandidateRecord | None:
+        row = self.db.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,)).fetchone()
+        return self._record(row) if row else None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+
+    def last_batch(self) -> int | None:
+        row = self.db.execute("SELECT MAX(batch) FROM batches").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def batch_metrics(self) -> list[BatchMetrics]:
+        rows = self.db.execute("SELECT * FROM batches ORDER BY batch").fetchall()
+        return [
+            BatchMetrics(**{k: row[k] for k in BatchMetrics.__dataclass_fields__}) for row in rows
+        ]
+
+    def last_metrics(self) -> BatchMetrics | None:
+        metrics = self.batch_metrics()
+        return metrics[-1] if metrics else None
+
+    def frame(self, table: str = "candidates") -> Any:
+        """A table as a pandas DataFrame (``candidates`` or ``batches``)."""
+        import pandas as pd
+
+        if table not in ("candidates", "batches"):
+            raise ValueError(f"unknown table {table!r}")
+        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY 1", self.db)

@@ -1,0 +1,68 @@
+"""The `openended` command: errors, report and export on real run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import openended
+from openended.cli import main
+
+
+@pytest.fixture
+def run_dir(small_config, scripted_lm) -> Path:
+    return openended.run(small_config(), lm=scripted_lm).run_dir
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text("[search]\nbatch = 4\n")
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "search.batch: unknown key" in " ".join(err.split())
+    assert main(["run", "--set", "archive.kind=hex"]) == 2
+    assert "archive.kind" in capsys.readouterr().err
+
+
+def test_bad_csv_exits_2_naming_the_line(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("x,y\n1,2\n2,oops\n")
+    code = main(
+        ["run", "--runs-dir", str(tmp_path), "--set", "domain.data=" + json.dumps(str(data))]
+    )
+    assert code == 2
+    assert "line 3, column 2 (y): 'oops' is not a number" in " ".join(
+        capsys.readouterr().err.split()
+    )
+    assert not list(tmp_path.glob("*/run.sqlite"))  # failed before anything was created
+
+
+def test_resume_of_a_non_run(tmp_path: Path, capsys) -> None:
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not an openended run directory" in capsys.readouterr().err
+
+
+def test_report_writes_html_and_plots(run_dir: Path, capsys) -> None:
+    assert main(["report", str(run_dir)]) == 0
+    html = (run_dir / "report.html").read_text()
+    assert (run_dir / "progress.png").stat().st_size > 1000
+    assert (run_dir / "heatmap.png").stat().st_size > 1000
+    assert "0.5 * m * (v ** 2 + u ** 2 + w ** 2)" in html
+    assert "QD-score" in html and "Most common failures" in html
+
+
+def test_export_jsonl_and_parquet(run_dir: Path) -> None:
+    assert main(["export", str(run_dir)]) == 0
+    lines = (run_dir / "exports" / "candidates.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["id"] == 1 and first["operator"] == "seed" and first["parents"] == []
+    out = run_dir / "elites.parquet"
+    assert (
+        main(["export", str(run_dir), "--format", "parquet", "--elites", "--output", str(out)]) == 0
+    )
+    elites = pd.read_parquet(out)
+    assert elites["status"].eq("valid").all()
+    assert len(elites) == len(set(elites["id"])) > 1
