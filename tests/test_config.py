@@ -102,3 +102,14 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 
 def test_config_object_is_accepted() -> None:
     assert load_config(Config(seed=5)).seed == 5
+
+
+def test_the_readme_config_reference_is_valid_and_shows_the_defaults() -> None:
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("Every key with its default", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    documented, default = load_config(tomllib.loads(block)), Config()
+    assert documented.model_dump(exclude={"domain"}) == default.model_dump(exclude={"domain"})
+    assert documented.domain_options() == default.domain_options()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("name", "name"),
         ("seed", "seed"),
         ("model", "model.name"),
+        ("model_name", "model.model_name"),
         ("runs_dir", "runs_dir"),
     ):
         value = getattr(args, flag, None)
@@ -110,6 +112,39 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from openended.config import ModelConfig
+    from openended.lm.factory import build_language_model
+    from openended.lm.server import create_app
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise ConfigError(f"--token-env {args.token_env}: the variable is not set")
+    config = ModelConfig(name=args.model, max_batch_size=args.max_batch_size)
+    if config.is_remote:
+        raise ConfigError("serve-model serves local models; --model must not be a URL")
+    model = build_language_model(config)
+    batching = not args.no_batching
+    app = create_app(
+        model,  # type: ignore[arg-type]
+        token=token,
+        window=args.batch_window_ms / 1000 if batching else 0.0,
+        max_rows=args.max_batch_size if batching else 1,
+    )
+    console.print(
+        f"serving {model.model_id} on http://{args.host}:{args.port}/v1 "
+        f"(dynamic batching {'on' if batching else 'off'}"
+        f"{', bearer token required' if token else ''})",
+        markup=False,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openended", description="Open-ended search with language models."
@@ -129,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML config file")
     run.add_argument("--name", help="run name (directory under runs_dir)")
     run.add_argument("--seed", type=int)
-    run.add_argument("--model", help="'embedded' or a local transformers model directory")
+    run.add_argument(
+        "--model",
+        help="'embedded', a local transformers model (path or HF id), or the base URL of an "
+        "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
+    )
+    run.add_argument("--model-name", help="the server's model name (with an http(s) --model)")
     run.add_argument("--runs-dir", type=Path)
     add_set(run)
     run.set_defaults(func=cmd_run)
@@ -149,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path)
     export.add_argument("--elites", action="store_true", help="only the archive's elites")
     export.set_defaults(func=cmd_export)
+
+    serve = sub.add_parser(
+        "serve-model", help="serve a local model on OpenAI-compatible /v1 endpoints"
+    )
+    serve.add_argument("--model", default="embedded", help="'embedded' or a local model path")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on every request"
+    )
+    serve.add_argument("--max-batch-size", type=int, default=32, help="sequences per batch")
+    serve.add_argument("--batch-window-ms", type=float, default=5.0, help="dynamic batching window")
+    serve.add_argument("--no-batching", action="store_true", help="generate requests one by one")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=cmd_serve_model)
 
     model = sub.add_parser("model", help="the embedded model: fetch it, or show where it is")
     model.add_argument("action", choices=["fetch", "info"])

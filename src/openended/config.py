@@ -28,11 +28,26 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name: str = Field(
         "embedded",
-        description="'embedded' (SmolLM2-135M-Instruct) or a local transformers model directory",
+        description="'embedded' (SmolLM2-135M-Instruct), a local transformers model directory "
+        "or Hugging Face id, or the base URL of an OpenAI-compatible server (http(s)://.../v1)",
     )
-    max_batch_size: int = Field(32, ge=1, description="most sequences decoded together")
+    max_batch_size: int = Field(32, ge=1, description="local: most sequences decoded together")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
+    model_name: str | None = Field(None, description="server: model name (default: its first)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="server: env var with the API key")
+    endpoint: Literal["auto", "chat", "completions"] = Field(
+        "auto", description="server: prompts to /completions, messages to /chat/completions"
+    )
+    max_concurrency: int = Field(16, ge=1, description="server: most requests in flight")
+    timeout: float = Field(120.0, gt=0, description="server: seconds per attempt")
+    max_retries: int = Field(4, ge=0, description="server: retries on 429 / 5xx / network errors")
+    cache: bool = Field(False, description="cache completions of seeded requests in SQLite")
+    cache_path: Path | None = Field(None, description="cache file (default: user cache dir)")
+
+    @property
+    def is_remote(self) -> bool:
+        return self.name.startswith(("http://", "https://"))
 
 
 class OperatorConfig(_Strict):
@@ -63,6 +78,12 @@ class OperatorsConfig(_Strict):
 
 class SearchConfig(_Strict):
     batch_size: int = Field(16, ge=1, description="children generated per batch")
+    max_failed_batches: int = Field(
+        5,
+        ge=0,
+        description="stop after this many batches in a row whose every LM request "
+        "failed (the run can be resumed later); 0: never stop",
+    )
 
 
 class BudgetConfig(_Strict):

@@ -208,3 +208,22 @@ async def test_generation_overlaps_evaluation(tmp_path, small_config) -> None:
     )
     assert len(generations) >= 5
     assert overlapping >= len(generations) - 2
+
+
+class DeadLM(ScriptedLM):
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self.calls += 1
+        raise ConnectionRefusedError("nobody there")
+
+
+def test_a_dead_model_stops_the_search_instead_of_spinning(small_config) -> None:
+    config = small_config(max_evaluations=40)
+    config["search"]["max_failed_batches"] = 3
+    lm = DeadLM(seeded_script)
+    result = openended.run(config, lm=lm)
+    assert lm.calls == 3
+    assert result.outcome.stopped_by.startswith(
+        "the language model failed on every request of 3 batches in a row; last error: "
+        "ConnectionRefusedError: nobody there"
+    )
+    assert len(rows(result.run_dir)) == 5 + 3 * 8  # every failure is stored

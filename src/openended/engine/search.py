@@ -13,8 +13,8 @@ uninterrupted run would have (given a deterministic language model).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +31,7 @@ from openended.operators import OPERATORS, Operator, SamplingSettings, load_temp
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
 
 SEED_OPERATOR = "seed"
+logger = logging.getLogger(__name__)
 
 
 class SearchError(RuntimeError):
@@ -203,7 +204,7 @@ class Search:
                 )
         except Exception as exc:  # recorded on every candidate of the batch; the search goes on
             error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+            logger.warning("LM call for batch %d failed: %s", index, error)
         seconds = time.perf_counter() - start
 
         batch = _Batch(index=index, records=[], lm_seconds=seconds, calls=1)
@@ -225,6 +226,7 @@ class Search:
                     t_generate=seconds,
                     prompt_tokens=generation.prompt_tokens,
                     completion_tokens=generation.completion_tokens,
+                    lm_faults=generation.faults,
                 )
                 if generation.error or generation.finish_reason == "error":
                     record.status, record.error = "lm_error", generation.error or "LM error"
@@ -376,6 +378,7 @@ class Search:
         async def produce() -> None:
             nonlocal stopped_by
             index = first_index
+            failed_batches = 0
             try:
                 while True:
                     await self._wait(lambda i=index: self._inserted >= i - 2)
@@ -406,6 +409,17 @@ class Search:
                     in_flight_tokens[index] = batch.tokens
                     await queue.put(batch)
                     index += 1
+                    if all(r.status == "lm_error" for r in batch.records):
+                        failed_batches += 1
+                        limit = self.config.search.max_failed_batches
+                        if limit and failed_batches >= limit:
+                            stopped_by = (
+                                f"the language model failed on every request of {limit} "
+                                f"batches in a row; last error: {batch.records[-1].error}"
+                            )
+                            return
+                    else:
+                        failed_batches = 0
             finally:
                 self._release = 1 << 62
                 await self._notify()

@@ -25,6 +25,7 @@ class GenerationRequest:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -49,6 +50,8 @@ class Generation:
     completion_tokens: int
     logprobs: tuple[float, ...] | None = None
     error: str | None = None
+    faults: tuple[str, ...] = ()
+    """Failed attempts before this result (a remote backend's retries), one line each."""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,37 @@ class ModelNotFoundError(ValueError):
     """`model.name` names neither the embedded model nor a local model directory."""
 
 
-def build_language_model(config: ModelConfig) -> LanguageModel:
-    """``"embedded"`` -> the embedded SmolLM2; a directory -> a local transformers model."""
+def build_language_model(config: ModelConfig, *, seed: int | None = None) -> LanguageModel:
+    """The model the ``[model]`` table names, wrapped in the completion cache when
+    ``cache = true``."""
+    lm = _build(config, seed=seed)
+    return with_cache(lm, config) if config.cache else lm
+
+
+def with_cache(lm: LanguageModel, config: ModelConfig) -> LanguageModel:
+    """`lm` behind the SQLite completion cache at ``cache_path`` (default: user cache dir)."""
+    from openended.lm.cache import CachedLM
+    from openended.lm.embedded import cache_root
+
+    return CachedLM(lm, config.cache_path or cache_root() / "completions.sqlite")
+
+
+def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:
+    """``"embedded"`` -> the embedded SmolLM2; ``http(s)://...`` -> an OpenAI-compatible
+    server; a directory or HF id -> a local transformers model."""
+    if config.is_remote:
+        from openended.lm.openai_client import OpenAICompatibleLM
+
+        return OpenAICompatibleLM(
+            config.name,
+            model=config.model_name,
+            api_key_env=config.api_key_env,
+            endpoint=config.endpoint,
+            max_concurrency=config.max_concurrency,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            seed=seed,
+        )
     from openended.lm.local import TransformersLM
 
     options = dict(max_batch_size=config.max_batch_size, dtype=config.dtype, device=config.device)

@@ -32,7 +32,7 @@ def export_run(
 
             ids = set(archive_from_store(store).to_frame()["candidate_id"])
             frame = frame[frame["id"].isin(ids)]
-    for column in ("parents", "descriptors", "metrics"):
+    for column in ("parents", "descriptors", "metrics", "lm_faults"):
         frame[column] = [json.loads(v) if isinstance(v, str) else None for v in frame[column]]
     frame["added"] = frame["added"].astype(bool)
     name = "elites" if elites_only else "candidates"

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     t_evaluate REAL,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
+    lm_faults TEXT,
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS candidates_batch ON candidates (batch);
@@ -81,6 +82,7 @@ class CandidateRecord:
     t_evaluate: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    lm_faults: tuple[str, ...] = ()
     id: int | None = None
 
     def __post_init__(self) -> None:
@@ -208,6 +210,7 @@ class RunStore:
                 c.t_evaluate,
                 c.prompt_tokens,
                 c.completion_tokens,
+                json.dumps(list(c.lm_faults)) if c.lm_faults else None,
                 now,
             )
             for c in candidates
@@ -216,8 +219,8 @@ class RunStore:
             self.db.executemany(
                 "INSERT INTO candidates (id, batch, operator, parents, genome, completion, prompt,"
                 " status, error, fitness, descriptors, metrics, added, t_generate, t_evaluate,"
-                " prompt_tokens, completion_tokens, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_tokens, completion_tokens, lm_faults, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             m = metrics
@@ -287,6 +290,7 @@ class RunStore:
             t_evaluate=row["t_evaluate"],
             prompt_tokens=row["prompt_tokens"],
             completion_tokens=row["completion_tokens"],
+            lm_faults=tuple(json.loads(row["lm_faults"])) if row["lm_faults"] else (),
         )
 
     def candidate(self, candidate_id: int) -> CandidateRecord | None:

@@ -1,0 +1,137 @@
+"""A completion cache in SQLite, keyed by model id, prompt, sampling parameters and seed.
+
+Replaying a run with the cache on reproduces it without calling the model. Only
+requests that are reproducible by construction are cached: seeded ones, and greedy ones
+(temperature 0). Failed generations are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from openended.lm.base import Generation, GenerationRequest, GenerationResult, LanguageModel
+
+
+def cache_key(model_id: str, request: GenerationRequest) -> str:
+    """A sha256 over everything that determines a request's output."""
+    fields = {
+        "model": model_id,
+        "prompt": request.prompt,
+        "messages": [dict(m) for m in request.messages] if request.messages else None,
+        "n": request.n,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop": list(request.stop),
+        "seed": request.seed,
+        "logprobs": request.logprobs,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+class CachedLM:
+    """Wraps a language model with a persistent completion cache.
+
+    Args:
+        inner: the model that answers cache misses.
+        path: the SQLite file (created if missing; shared safely between runs).
+
+    Attributes:
+        hits, misses: request counts since construction.
+        calls: `generate` calls passed on to `inner`.
+    """
+
+    def __init__(self, inner: LanguageModel, path: Path) -> None:
+        self.inner = inner
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT NOT NULL,"
+            " generations TEXT NOT NULL)"
+        )
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.calls = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @staticmethod
+    def cacheable(request: GenerationRequest) -> bool:
+        return request.seed is not None or request.temperature == 0
+
+    def _get(self, key: str) -> tuple[Generation, ...] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT generations FROM completions WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        items = json.loads(row[0])
+        return tuple(
+            Generation(
+                **{
+                    **item,
+                    "logprobs": tuple(item["logprobs"]) if item["logprobs"] else None,
+                    "faults": (),
+                }
+            )
+            for item in items
+        )
+
+    def _put(self, key: str, generations: Sequence[Generation]) -> None:
+        payload = json.dumps(
+            [
+                {
+                    "text": g.text,
+                    "finish_reason": g.finish_reason,
+                    "prompt_tokens": g.prompt_tokens,
+                    "completion_tokens": g.completion_tokens,
+                    "logprobs": list(g.logprobs) if g.logprobs is not None else None,
+                    "error": None,
+                }
+                for g in generations
+            ]
+        )
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO completions (key, model, generations) VALUES (?, ?, ?)",
+                (key, self.model_id, payload),
+            )
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        results: list[GenerationResult | None] = [None] * len(requests)
+        keys = [cache_key(self.model_id, r) if self.cacheable(r) else None for r in requests]
+        missing: list[int] = []
+        for i, (request, key) in enumerate(zip(requests, keys, strict=True)):
+            cached = self._get(key) if key is not None else None
+            if cached is not None and len(cached) == request.n:
+                results[i] = GenerationResult(request=request, generations=cached)
+                self.hits += 1
+            else:
+                missing.append(i)
+        if missing:
+            self.misses += len(missing)
+            self.calls += 1
+            fresh = await self.inner.generate([requests[i] for i in missing])
+            for i, result in zip(missing, fresh, strict=True):
+                results[i] = result
+                key = keys[i]
+                if key is not None and all(
+                    g.error is None and g.finish_reason != "error" for g in result.generations
+                ):
+                    self._put(key, result.generations)
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        self._db.close()
