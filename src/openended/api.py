@@ -125,9 +125,8 @@ def resume(
     """Continue a run: rebuild the archive from its store and search until the budget
     (possibly raised with `overrides`, e.g. ``budget.max_evaluations=800``) is spent."""
     directory = Path(run_dir)
-    RunStore(directory).close()  # raises StoreError when it is not a run
-    config = load_run_config(directory, overrides)
-    if overrides:
-        RunStore(directory).close()
-        (directory / RunStore.CONFIG_NAME).write_text(config.to_toml())
+    with RunStore(directory) as store:  # raises StoreError when it is not a run
+        config = load_run_config(directory, overrides)
+        if overrides:
+            store.write_config(config.to_toml())
     return _execute(config, directory, lm=lm, on_batch=on_batch, create=False)

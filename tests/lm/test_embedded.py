@@ -39,6 +39,9 @@ def test_unreachable_registry_gives_a_clear_error(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "OPENENDED_CACHE_DIR": str(tmp_path / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,  # no extra indexes or local wheel folders
+        "PIP_FIND_LINKS": "",
+        "PIP_EXTRA_INDEX_URL": "",
         "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
         "PIP_RETRIES": "0",
         "PIP_TIMEOUT": "3",
