@@ -20,6 +20,12 @@ def describe(m: BatchMetrics) -> str:
     )
 
 
+def describe_short(m: BatchMetrics) -> str:
+    best = "-" if m.best_fitness is None else f"{m.best_fitness:.3g}"
+    rate = "" if m.tokens_per_second is None else f" {m.tokens_per_second:.0f} tok/s"
+    return f"QD {m.qd_score:.1f} cov {m.coverage:.0%} best {best} valid {m.valid_rate:.0%}{rate}"
+
+
 class SearchProgress:
     """Context manager whose `update` is the search's `on_batch` callback."""
 
@@ -40,14 +46,15 @@ class SearchProgress:
     def __enter__(self) -> SearchProgress:
         if self.live:
             self._progress = Progress(
-                TextColumn("[bold]search"),
-                BarColumn(),
+                BarColumn(bar_width=16),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} {task.fields[unit]}"),
                 TextColumn("{task.fields[line]}"),
                 TimeElapsedColumn(),
                 console=self.console,
             )
             self._progress.start()
-            self._task = self._progress.add_task("search", total=self._fraction_total()[1], line="")
+            unit, total = self._fraction_total()
+            self._task = self._progress.add_task("search", total=total, line="", unit=unit)
         return self
 
     def update(self, metrics: BatchMetrics) -> None:
@@ -57,7 +64,7 @@ class SearchProgress:
             done = {"evaluations": metrics.evaluations, "seconds": metrics.elapsed}.get(
                 unit, metrics.batch
             )
-            self._progress.update(self._task, completed=done, line=line)
+            self._progress.update(self._task, completed=done, line=describe_short(metrics))
         else:
             print(line, file=self.console.file, flush=True)
 
