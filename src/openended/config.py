@@ -51,33 +51,42 @@ class ModelConfig(_Strict):
 
 
 class OperatorConfig(_Strict):
-    weight: float = Field(1.0, ge=0, description="relative frequency of this operator")
+    weight: float | None = Field(
+        None, ge=0, description="relative frequency (default: the domain's choice)"
+    )
     template: Path | None = Field(
         None, description="a .jinja prompt template overriding the default"
     )
     temperature: float = Field(0.9, ge=0, le=5)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(40, ge=1, le=4096)
-    stop: list[str] = Field(default_factory=lambda: ["\n"])
-
-
-class LMXConfig(OperatorConfig):
-    parents: int = Field(4, ge=1, le=32, description="archive members shown in each prompt")
+    max_tokens: int | None = Field(None, ge=1, le=8192, description="default: the operator's")
+    stop: list[str] | None = Field(None, description="stop sequences (default: the operator's)")
+    parents: int | None = Field(None, ge=1, le=32, description="parents per prompt")
 
 
 class OperatorsConfig(_Strict):
-    lmx: LMXConfig = Field(default_factory=lambda: LMXConfig(weight=0.5))
-    mutation: OperatorConfig = Field(default_factory=lambda: OperatorConfig(weight=0.5))
+    """Variation operators. A weight left unset takes the domain's default (symbolic
+    regression: lmx and mutation; program evolution: diff, rewrite, funsearch)."""
 
-    @model_validator(mode="after")
-    def _some_weight(self) -> OperatorsConfig:
-        if self.lmx.weight + self.mutation.weight <= 0:
-            raise ValueError("at least one operator needs a weight > 0")
-        return self
+    lmx: OperatorConfig = Field(default_factory=OperatorConfig)
+    mutation: OperatorConfig = Field(default_factory=OperatorConfig)
+    diff: OperatorConfig = Field(default_factory=OperatorConfig)
+    rewrite: OperatorConfig = Field(default_factory=OperatorConfig)
+    funsearch: OperatorConfig = Field(default_factory=OperatorConfig)
+
+    def items(self) -> list[tuple[str, OperatorConfig]]:
+        return [(name, getattr(self, name)) for name in type(self).model_fields]
 
 
 class SearchConfig(_Strict):
     batch_size: int = Field(16, ge=1, description="children generated per batch")
+    islands: int = Field(1, ge=1, description="separate sub-populations (FunSearch islands)")
+    migration_interval: int = Field(
+        10, ge=0, description="batches between ring migrations of each island's best; 0: never"
+    )
+    reject_duplicates: bool = Field(
+        True, description="skip evaluating near-duplicates (when the domain can fingerprint)"
+    )
     max_failed_batches: int = Field(
         5,
         ge=0,
@@ -251,6 +260,16 @@ def load_config(
         config.domain_options()
     except ConfigError as exc:
         raise ConfigError(origin + str(exc)) from None
+    defaults = getattr(domain_class(config.domain_name), "default_operator_weights", {})
+    weights = {
+        name: op.weight if op.weight is not None else defaults.get(name, 0.0)
+        for name, op in config.operators.items()
+    }
+    if not any(w > 0 for w in weights.values()):
+        raise ConfigError(
+            f"{origin}operators: at least one operator needs a weight > 0 "
+            f"(domain {config.domain_name!r} defaults: {defaults})"
+        )
     return config
 
 
@@ -264,7 +283,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         ):
             domain[key] = str(base_dir / value)
     config.domain = domain
-    for op in (config.operators.lmx, config.operators.mutation):
+    for _, op in config.operators.items():
         if op.template is not None and not op.template.is_absolute():
             op.template = base_dir / op.template
     return config

@@ -57,6 +57,8 @@ class Domain(Protocol):
     axes: Sequence[Axis]
     fitness_floor: float
     """The lowest fitness the domain gives; the QD-score offset."""
+    default_operator_weights: ClassVar[dict[str, float]]
+    """Operator weights used when the config leaves them unset."""
 
     def seeds(self) -> Sequence[str]: ...
 
@@ -67,6 +69,8 @@ class Domain(Protocol):
     def prompt_context(self) -> Mapping[str, Any]:
         """Values the prompt templates may use (task description, variable names, ...)."""
         ...
+
+    # Optional: ``fingerprint(genome) -> str | None`` for near-duplicate rejection.
 
     @property
     def prompt_dir(self) -> Path | None:

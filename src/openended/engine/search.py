@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openended.archive.archive import Archive
 from openended.archive.elite import Elite
-from openended.config import Config, OperatorConfig
+from openended.config import Config
 from openended.domains.base import Domain, Evaluation
 from openended.engine.budget import Budget, Usage
-from openended.engine.restore import insert_batches, insert_records
+from openended.engine.population import Population
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
 from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
@@ -60,26 +59,28 @@ class SearchOutcome:
 
 
 def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, float]]:
-    """The configured operators with their weights (weight-0 operators are left out)."""
-    context = domain.prompt_context()
+    """The configured operators with their weights (weight-0 operators are left out). An
+    unset weight takes the domain's default (`domain.default_operator_weights`)."""
+    defaults: dict[str, float] = dict(getattr(domain, "default_operator_weights", {}))
     built = []
-    settings: dict[str, OperatorConfig] = {
-        "lmx": config.operators.lmx,
-        "mutation": config.operators.mutation,
-    }
-    for name, op_config in settings.items():
-        if op_config.weight <= 0:
+    for name, op_config in config.operators.items():
+        weight = op_config.weight if op_config.weight is not None else defaults.get(name, 0.0)
+        if weight <= 0:
             continue
+        cls = OPERATORS[name]
         template = load_template(name, override=op_config.template, domain_dir=domain.prompt_dir)
         sampling = SamplingSettings(
             temperature=op_config.temperature,
             top_p=op_config.top_p,
-            max_tokens=op_config.max_tokens,
-            stop=tuple(op_config.stop),
+            max_tokens=op_config.max_tokens or cls.default_max_tokens,
+            stop=tuple(op_config.stop if op_config.stop is not None else cls.default_stop),
         )
-        extra = {"parents": config.operators.lmx.parents} if name == "lmx" else {}
-        operator = OPERATORS[name](template=template, context=context, sampling=sampling, **extra)
-        built.append((operator, op_config.weight))
+        operator = cls(
+            template=template, domain=domain, sampling=sampling, parents=op_config.parents
+        )
+        built.append((operator, weight))
+    if not built:
+        raise SearchError("every operator has weight 0: set operators.<name>.weight")
     return built
 
 
@@ -109,13 +110,18 @@ class Search:
         self.store = store
         self.on_batch = on_batch
         self.budget = Budget(config.budget)
-        self.archive = Archive(
+        fingerprint = getattr(domain, "fingerprint", None)
+        self.population = Population(
             axes=domain.axes,
             kind=config.archive.kind,
             qd_score_offset=domain.fitness_floor,
             cells=config.archive.cells,
             seed=config.seed,
+            islands=config.search.islands,
+            migration_interval=config.search.migration_interval,
+            fingerprint=fingerprint if config.search.reject_duplicates else None,
         )
+        self.archive = self.population.archive
         self.operators = build_operators(config, domain)
         weights = np.array([w for _, w in self.operators], dtype=np.float64)
         self._weights = weights / weights.sum()
@@ -157,7 +163,7 @@ class Search:
         early: list[CandidateRecord] = []
         for record in store.candidates():
             (replay if record.batch == last and last > 0 else early).append(record)
-        insert_batches(self.archive, early)
+        self.population.absorb_all(early)
         self._inserted = last - 1 if last > 0 else 0
         self._release = last - 1
         if last == 0:
@@ -166,8 +172,8 @@ class Search:
 
     # -- archive --------------------------------------------------------------------------
 
-    def _insert(self, records: Sequence[CandidateRecord]) -> None:
-        insert_records(self.archive, records)
+    def _insert(self, batch: int, records: Sequence[CandidateRecord]) -> None:
+        self.population.absorb(batch, records)
 
     # -- the stages -----------------------------------------------------------------------
 
@@ -182,14 +188,16 @@ class Search:
     async def _generate(self, index: int, size: int) -> _Batch:
         """Select parents and prompt the LM for batch `index` of `size` children."""
         rng = np.random.default_rng([self.config.seed, index])
-        elites = self.archive.elites()
-        if not elites:
+        population = self.population
+        elites = [population.elites(i) for i in range(population.island_count)]
+        if not any(elites):
             raise SearchError("the archive is empty: no valid seed to start from")
-        plans: list[tuple[Operator, list[Elite]]] = []
-        for _ in range(size):
+        plans: list[tuple[Operator, list[Elite], int]] = []
+        for j in range(size):
+            island = population.island_of(j)
             operator = self.operators[int(rng.choice(len(self.operators), p=self._weights))][0]
-            plans.append((operator, operator.select_parents(elites, rng)))
-        requests = [op.request(parents, seed=int(rng.integers(2**62))) for op, parents in plans]
+            plans.append((operator, operator.select_parents(elites[island], rng), island))
+        requests = [op.request(parents, seed=int(rng.integers(2**62))) for op, parents, _ in plans]
         self._release = index - 1  # batch index-1 may now enter the archive
         await self._notify()
 
@@ -208,10 +216,14 @@ class Search:
         seconds = time.perf_counter() - start
 
         batch = _Batch(index=index, records=[], lm_seconds=seconds, calls=1)
-        for j, ((operator, parents), request) in enumerate(zip(plans, requests, strict=True)):
+        for j, ((operator, parents, island), request) in enumerate(
+            zip(plans, requests, strict=True)
+        ):
             parent_ids = tuple(p.candidate_id for p in parents)
             if results is None:
-                batch.records.append(self._lm_error(index, operator, parent_ids, request, error))
+                record = self._lm_error(index, operator, parent_ids, request, error)
+                record.island = island
+                batch.records.append(record)
                 continue
             for generation in results[j].generations:
                 batch.completion_tokens += generation.completion_tokens
@@ -227,15 +239,17 @@ class Search:
                     prompt_tokens=generation.prompt_tokens,
                     completion_tokens=generation.completion_tokens,
                     lm_faults=generation.faults,
+                    island=island,
                 )
                 if generation.error or generation.finish_reason == "error":
                     record.status, record.error = "lm_error", generation.error or "LM error"
                 else:
-                    genome = self.domain.parse(generation.text)
-                    if genome is None:
-                        record.error = f"could not parse: {generation.text.strip()[:120]!r}"
+                    parsed = operator.parse(generation.text, parents)
+                    if parsed.genome is None:
+                        record.status = parsed.status if parsed.status != "ok" else "parse_error"
+                        record.error = parsed.error or "could not parse the completion"
                     else:
-                        record.genome, record.status = genome, "invalid"
+                        record.genome, record.status = parsed.genome, "invalid"
                 batch.records.append(record)
         return batch
 
@@ -257,6 +271,20 @@ class Search:
         )
 
     async def _evaluate(self, batch: _Batch) -> None:
+        seen: dict[str, int] = {}
+        fingerprint = self.population.fingerprint
+        for position, record in enumerate(batch.records):
+            if record.status != "invalid" or record.genome is None or fingerprint is None:
+                continue
+            earlier = self.population.duplicate_of(record.genome)
+            key = fingerprint(record.genome)
+            if earlier is not None:
+                record.status, record.error = "duplicate", f"near-duplicate of candidate {earlier}"
+            elif key is not None and key in seen:
+                record.status = "duplicate"
+                record.error = f"near-duplicate of candidate #{seen[key] + 1} of this batch"
+            elif key is not None:
+                seen[key] = position
         pending = [r for r in batch.records if r.status == "invalid" and r.genome is not None]
         if not pending:
             return
@@ -295,7 +323,7 @@ class Search:
         for record in batch.records:
             record.id = self._next_id
             self._next_id += 1
-        self._insert(batch.records)
+        self._insert(batch.index, batch.records)
         usage = self.usage
         children = [r for r in batch.records if r.operator != SEED_OPERATOR]
         usage.evaluations += sum(r.status in ("valid", "invalid") for r in batch.records)
@@ -428,7 +456,7 @@ class Search:
         async def consume() -> None:
             if replay is not None:
                 await self._wait(lambda: self._release >= replay.index)
-                self._insert(replay.records)
+                self._insert(replay.index, replay.records)
                 self._inserted = replay.index
                 await self._notify()
             while (batch := await queue.get()) is not None:

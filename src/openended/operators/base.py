@@ -21,6 +21,22 @@ class TemplateError(ValueError):
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """What an operator made of a completion: a genome, or why there is none.
+
+    `status` is ``"ok"``, ``"parse_error"`` or ``"search_not_found"`` (a diff whose
+    SEARCH text is not in the parent)."""
+
+    genome: str | None
+    status: str = "ok"
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str, status: str = "parse_error") -> Parsed:
+        return cls(genome=None, status=status, error=error)
+
+
+@dataclass(frozen=True)
 class SamplingSettings:
     """How an operator's requests are sampled."""
 
@@ -54,20 +70,35 @@ def load_template(name: str, *, override: Path | None, domain_dir: Path | None) 
 
 
 class Operator:
-    """Base class: choose parents, render the template, return a `GenerationRequest`."""
+    """Base class: choose parents, render the template, return a `GenerationRequest`, and
+    turn the completion into a genome (by default with the domain's `parse`)."""
 
     name: ClassVar[str]
+    default_parents: ClassVar[int] = 1
+    default_stop: ClassVar[tuple[str, ...]] = ("\n",)
+    default_max_tokens: ClassVar[int] = 40
 
     def __init__(
         self,
         *,
         template: jinja2.Template,
-        context: Mapping[str, Any],
+        domain: Any,
         sampling: SamplingSettings,
+        parents: int | None = None,
     ) -> None:
         self.template = template
-        self.context = context
+        self.domain = domain
+        self.context: Mapping[str, Any] = domain.prompt_context()
         self.sampling = sampling
+        self.parents = parents or self.default_parents
+        if self.parents < 1:
+            raise ValueError(f"{self.name} needs at least 1 parent, got {self.parents}")
+
+    def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
+        genome = self.domain.parse(completion)
+        if genome is None:
+            return Parsed.failed(f"could not parse: {completion.strip()[:120]!r}")
+        return Parsed(genome)
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
         """Choose this operator's parents from the archive's elites."""
@@ -75,11 +106,20 @@ class Operator:
 
     def render(self, parents: Sequence[Elite]) -> str:
         try:
-            return self.template.render(domain=self.context, parents=parents, parent=parents[0])
+            return self.template.render(
+                domain=self.context,
+                parents=parents,
+                parent=parents[0],
+                **self.extra_context(parents),
+            )
         except jinja2.TemplateError as exc:
             raise TemplateError(
                 f"{getattr(self.template, 'filename', self.name)}: cannot render: {exc}"
             ) from exc
+
+    def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
+        """More template variables (for subclasses)."""
+        return {}
 
     def request(self, parents: Sequence[Elite], *, seed: int) -> GenerationRequest:
         return GenerationRequest(

@@ -18,12 +18,7 @@ class LMXCrossover(Operator):
     """LMX with `parents` distinct archive members per prompt."""
 
     name: ClassVar[str] = "lmx"
-
-    def __init__(self, *, parents: int = 4, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        if parents < 1:
-            raise ValueError(f"lmx needs at least 1 parent, got {parents}")
-        self.parents = parents
+    default_parents: ClassVar[int] = 4
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
         picks = rng.choice(len(elites), size=min(self.parents, len(elites)), replace=False)

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     lm_faults TEXT,
+    island INTEGER,
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS candidates_batch ON candidates (batch);
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 
-STATUSES = ("valid", "invalid", "parse_error", "lm_error")
+STATUSES = ("valid", "invalid", "parse_error", "search_not_found", "duplicate", "lm_error")
 
 
 @dataclass
@@ -83,6 +84,7 @@ class CandidateRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     lm_faults: tuple[str, ...] = ()
+    island: int | None = None
     id: int | None = None
 
     def __post_init__(self) -> None:
@@ -211,6 +213,7 @@ class RunStore:
                 c.prompt_tokens,
                 c.completion_tokens,
                 json.dumps(list(c.lm_faults)) if c.lm_faults else None,
+                c.island,
                 now,
             )
             for c in candidates
@@ -219,8 +222,8 @@ class RunStore:
             self.db.executemany(
                 "INSERT INTO candidates (id, batch, operator, parents, genome, completion, prompt,"
                 " status, error, fitness, descriptors, metrics, added, t_generate, t_evaluate,"
-                " prompt_tokens, completion_tokens, lm_faults, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_tokens, completion_tokens, lm_faults, island, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             m = metrics
@@ -291,6 +294,7 @@ class RunStore:
             prompt_tokens=row["prompt_tokens"],
             completion_tokens=row["completion_tokens"],
             lm_faults=tuple(json.loads(row["lm_faults"])) if row["lm_faults"] else (),
+            island=row["island"],
         )
 
     def candidate(self, candidate_id: int) -> CandidateRecord | None:

@@ -52,6 +52,7 @@ class SymbolicRegressionDomain:
 
     name: ClassVar[str] = "symbolic_regression"
     Config: ClassVar[type[BaseModel]] = SymbolicRegressionConfig
+    default_operator_weights: ClassVar[dict[str, float]] = {"lmx": 0.5, "mutation": 0.5}
 
     def __init__(self, config: SymbolicRegressionConfig, *, base_dir: Path | None = None) -> None:
         self.config = config
