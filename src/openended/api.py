@@ -63,22 +63,27 @@ def _execute(
     create: bool,
 ) -> RunResult:
     domain = build_domain(config)
-    if lm is None:
-        from openended.lm.factory import build_language_model
+    try:
+        if lm is None:
+            from openended.lm.factory import build_language_model
 
-        lm = build_language_model(config.model, seed=config.seed)
-    elif config.model.cache:
-        from openended.lm.factory import with_cache
+            lm = build_language_model(config.model, seed=config.seed)
+        elif config.model.cache:
+            from openended.lm.factory import with_cache
 
-        lm = with_cache(lm, config.model)
-    with RunStore(run_dir, create=create) as store:
-        if create:
-            store.write_config(config.to_toml())
-            store.set_meta("model_id", lm.model_id)
-        search = Search(config=config, domain=domain, lm=lm, store=store, on_batch=on_batch)
-        outcome = asyncio.run(search.run())
-        store.set_meta("model_id", lm.model_id)  # a server's model name is known by now
-        archive = search.archive.to_frame()
+            lm = with_cache(lm, config.model)
+        with RunStore(run_dir, create=create) as store:
+            if create:
+                store.write_config(config.to_toml())
+                store.set_meta("model_id", lm.model_id)
+            search = Search(config=config, domain=domain, lm=lm, store=store, on_batch=on_batch)
+            outcome = asyncio.run(search.run())
+            store.set_meta("model_id", lm.model_id)  # a server's model name is known by now
+            archive = search.archive.to_frame()
+    finally:
+        close = getattr(domain, "close", None)
+        if close is not None:
+            close()
     return RunResult(run_dir=run_dir, config=config, outcome=outcome, archive=archive)
 
 

@@ -73,6 +73,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evolve(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    overrides += [
+        'domain.name="program"',
+        f"domain.initial={json.dumps(str(args.initial.resolve()))}",
+        f"domain.evaluator={json.dumps(str(args.evaluator.resolve()))}",
+    ]
+    if args.function:
+        overrides.append(f"domain.function={json.dumps(args.function)}")
+    config = load_config(args.config, overrides)
+    with SearchProgress(config.budget, console=console) as progress:
+        result = api.run(config, on_batch=progress.update)
+    _finish(result, report=not args.no_report)
+    if result.best is not None:
+        from openended.evolve import write_best_program
+
+        console.print(f"best program: {write_best_program(result.run_dir)}")
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     config = api.load_run_config(args.run_dir, args.set or [])
     with SearchProgress(config.budget, console=console) as progress:
@@ -173,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", type=Path)
     add_set(run)
     run.set_defaults(func=cmd_run)
+
+    evolve = sub.add_parser(
+        "evolve", help="evolve a program against your evaluator (FunSearch / AlphaEvolve style)"
+    )
+    evolve.add_argument("initial", type=Path, help="initial program (EVOLVE-BLOCK or --function)")
+    evolve.add_argument("evaluator", type=Path, help="file with evaluate(program_path) -> dict")
+    evolve.add_argument("--function", help="evolve this top-level function")
+    evolve.add_argument("--config", type=Path, help="TOML config file")
+    evolve.add_argument("--name", help="run name (directory under runs_dir)")
+    evolve.add_argument("--seed", type=int)
+    evolve.add_argument("--model", help="'embedded', a local model, or an OpenAI-compatible URL")
+    evolve.add_argument("--model-name", help="the server's model name")
+    evolve.add_argument("--runs-dir", type=Path)
+    add_set(evolve)
+    evolve.set_defaults(func=cmd_evolve)
 
     resume = sub.add_parser("resume", help="continue a run from its store")
     resume.add_argument("run_dir", type=Path)

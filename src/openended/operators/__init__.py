@@ -2,16 +2,21 @@
 
 from openended.operators.base import (
     Operator,
+    Parsed,
     SamplingSettings,
     TemplateError,
     load_template,
 )
 from openended.operators.lmx import LMXCrossover
 from openended.operators.mutation import InstructionMutation
+from openended.operators.program import DiffMutation, FullRewrite, FunSearchCrossover
 
 OPERATORS: dict[str, type[Operator]] = {
     LMXCrossover.name: LMXCrossover,
     InstructionMutation.name: InstructionMutation,
+    DiffMutation.name: DiffMutation,
+    FullRewrite.name: FullRewrite,
+    FunSearchCrossover.name: FunSearchCrossover,
 }
 
 __all__ = [
@@ -19,6 +24,7 @@ __all__ = [
     "InstructionMutation",
     "LMXCrossover",
     "Operator",
+    "Parsed",
     "SamplingSettings",
     "TemplateError",
     "load_template",

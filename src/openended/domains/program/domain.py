@@ -1,0 +1,264 @@
+"""Program evolution against a user's evaluator (FunSearch, Romera-Paredes et al. 2024;
+AlphaEvolve, Novikov et al. 2025). The genome is the evolved region of the program."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openended.domains.base import Axis, Evaluation
+from openended.domains.program.evaluator import ProgramEvaluator
+from openended.domains.program.region import Region, find_region
+from openended.sandbox import Limits
+
+BRANCH_NODES = (
+    ast.If,
+    ast.For,
+    ast.While,
+    ast.Try,
+    ast.IfExp,
+    ast.comprehension,
+    ast.BoolOp,
+    ast.Match,
+)
+
+
+class DescriptorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="'length', 'branches', or a metric the evaluator returns")
+    low: float
+    high: float
+    bins: int = Field(10, ge=1)
+
+
+class SandboxSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wall_seconds: float = Field(30.0, gt=0)
+    cpu_seconds: float = Field(30.0, gt=0)
+    memory_mb: int = Field(2048, ge=64)
+    max_processes: int = Field(32, ge=1)
+    isolation: str = Field("auto", pattern="^(auto|bwrap|rlimits|inprocess)$")
+
+
+class ProgramConfig(BaseModel):
+    """Options of the ``[domain]`` table for ``name = "program"``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: Path = Field(description="the initial program")
+    evaluator: Path = Field(description="file with evaluate(program_path) -> {'score': ...}")
+    function: str | None = Field(None, description="evolve this function (else EVOLVE-BLOCK)")
+    task: str | None = Field(None, description="what the program should do (for prompts)")
+    workers: int = Field(2, ge=1, description="evaluations in parallel")
+    cascade_thresholds: list[float] = Field(
+        default_factory=list, description="minimum score per evaluate_stageN"
+    )
+    descriptors: list[DescriptorSpec] | None = Field(None, description="default: length, branches")
+    fitness_floor: float | None = Field(None, description="QD offset (default: from the initial)")
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+
+class DomainError(ValueError):
+    """The program domain cannot start (bad initial program or evaluator)."""
+
+
+def strip_code(text: str) -> str:
+    """The code in a completion: the first fenced block if there is one, else the text."""
+    fenced = re.search(r"```(?:python|py)?[^\n]*\n(.*?)(?:```|$)", text, re.DOTALL)
+    return (fenced.group(1) if fenced else text).strip("\n")
+
+
+def normalised_ast(code: str) -> str | None:
+    """A fingerprint that ignores formatting, comments, docstrings and local names."""
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return None
+    names: dict[str, str] = {}
+
+    class Normalise(ast.NodeTransformer):
+        def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                return None
+            return self.generic_visit(node)
+
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            if isinstance(node.ctx, ast.Store) or node.id in names:
+                node.id = names.setdefault(node.id, f"v{len(names)}")
+            return node
+
+        def visit_arg(self, node: ast.arg) -> ast.AST:
+            node.arg = names.setdefault(node.arg, f"v{len(names)}")
+            node.annotation = None
+            return node
+
+    tree = Normalise().visit(tree)
+    return hashlib.sha1(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+class ProgramDomain:
+    """Evolve a region of a program; score the whole program with the user's evaluator.
+
+    Fitness is the evaluator's ``score`` (higher is better). Descriptors by default are
+    the region's length in characters and its number of branching constructs; any
+    numeric metric the evaluator returns can be used instead.
+    """
+
+    name: ClassVar[str] = "program"
+    Config: ClassVar[type[BaseModel]] = ProgramConfig
+    default_operator_weights: dict[str, float] = {"diff": 0.6, "rewrite": 0.15, "funsearch": 0.25}  # noqa: RUF012
+
+    def __init__(self, config: ProgramConfig, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        try:
+            source = Path(config.initial).read_text()
+        except OSError as exc:
+            raise DomainError(f"{config.initial}: cannot read: {exc.strerror}") from None
+        self.region: Region = find_region(source, config.function)
+        s = config.sandbox
+        self.evaluator = ProgramEvaluator(
+            config.evaluator,
+            limits=Limits(
+                wall_seconds=s.wall_seconds,
+                cpu_seconds=s.cpu_seconds,
+                memory_mb=s.memory_mb,
+                max_processes=s.max_processes,
+            ),
+            workers=config.workers,
+            thresholds=config.cascade_thresholds,
+            isolation=s.isolation,
+        )
+        self._seed_evaluation = asyncio.run(self._evaluate_one(self.region.initial))
+        if not self._seed_evaluation.valid:
+            self.evaluator.close()
+            raise DomainError(
+                f"the initial program {config.initial} fails its evaluator "
+                f"{config.evaluator}: {self._seed_evaluation.feedback}"
+            )
+        initial_score = float(self._seed_evaluation.fitness)  # type: ignore[arg-type]
+        self.fitness_floor = (
+            config.fitness_floor
+            if config.fitness_floor is not None
+            else initial_score - max(1.0, abs(initial_score))
+        )
+        if self.region.function is None:  # no named function: no FunSearch crossover
+            self.default_operator_weights = {"diff": 0.8, "rewrite": 0.2}
+
+    # -- the contract -----------------------------------------------------------------------
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        specs = self.config.descriptors
+        if specs is None:
+            length = max(2000, 4 * len(self.region.initial))
+            return (
+                Axis("length", 0, length, 10, "characters in the evolved code"),
+                Axis("branches", 0, 20, 10, "if/for/while/try/comprehension/boolean constructs"),
+            )
+        return tuple(Axis(d.name, d.low, d.high, d.bins) for d in specs)
+
+    @property
+    def prompt_dir(self) -> Path | None:
+        return None
+
+    def prompt_context(self) -> Mapping[str, Any]:
+        task = (
+            self.config.task
+            or _docstring(self.config.evaluator)
+            or ("Improve the program so that the evaluator gives it a higher score.")
+        )
+        return {
+            "description": task,
+            "task": task,
+            "language": "python",
+            "function": self.region.function,
+            "header": self.region.header,
+            "program_prefix": self.region.prefix[-1500:],
+        }
+
+    def seeds(self) -> Sequence[str]:
+        return [self.region.initial]
+
+    def validate(self, genome: str) -> str | None:
+        """Why the genome is not a valid region (None when it is)."""
+        if not genome.strip():
+            return "empty program"
+        if self.region.function is not None and not re.search(
+            rf"\bdef\s+{re.escape(self.region.function)}\s*\(", genome
+        ):
+            return f"the code does not define {self.region.function}()"
+        try:
+            ast.parse(self.region.assemble(genome))
+        except SyntaxError as exc:
+            return f"syntax error: line {exc.lineno}: {exc.msg}"
+        return None
+
+    def parse(self, completion: str) -> str | None:
+        genome = strip_code(completion)
+        if not genome.endswith("\n"):
+            genome += "\n"
+        return None if self.validate(genome) else genome
+
+    def fingerprint(self, genome: str) -> str | None:
+        return normalised_ast(genome) or hashlib.sha1(" ".join(genome.split()).encode()).hexdigest()
+
+    async def _evaluate_one(self, genome: str) -> Evaluation:
+        outcome = await self.evaluator.run(self.region.assemble(genome))
+        metrics = dict(outcome.metrics)
+        if outcome.score is None:
+            return Evaluation.invalid(outcome.error or "invalid", **metrics)
+        descriptors = []
+        for axis in self.axes:
+            if axis.name == "length" and axis.name not in metrics:
+                value = float(len(genome))
+            elif axis.name == "branches" and axis.name not in metrics:
+                value = float(_branches(genome))
+            elif axis.name in metrics:
+                value = metrics[axis.name]
+            else:
+                return Evaluation.invalid(
+                    f"the evaluator returned no metric {axis.name!r} (a descriptor axis)", **metrics
+                )
+            descriptors.append(value)
+        return Evaluation(fitness=outcome.score, descriptors=tuple(descriptors), metrics=metrics)
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
+        results = []
+        for genome in genomes:
+            if genome.strip() == self.region.initial.strip():
+                results.append(self._seed_evaluation)
+            else:
+                results.append(None)
+        pending = [i for i, r in enumerate(results) if r is None]
+        fresh = await asyncio.gather(*(self._evaluate_one(genomes[i]) for i in pending))
+        for i, evaluation in zip(pending, fresh, strict=True):
+            results[i] = evaluation
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.evaluator.close()
+
+
+def _branches(code: str) -> int:
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return 0
+    return sum(isinstance(n, BRANCH_NODES) for n in ast.walk(tree))
+
+
+def _docstring(path: Path) -> str | None:
+    try:
+        return ast.get_docstring(ast.parse(Path(path).read_text()))
+    except (OSError, SyntaxError):
+        return None

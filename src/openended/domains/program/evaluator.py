@@ -1,0 +1,138 @@
+"""Run the user's evaluator on candidate programs inside the sandbox, with cascade stages.
+
+The evaluator is a Python file with ``evaluate(program_path) -> {"score": float, ...}``
+and optionally ``evaluate_stage1``, ``evaluate_stage2``, ... (cheap checks that run
+first; a candidate that fails a stage is not evaluated further). The evaluator and the
+candidate both run in the sandbox: the candidate is written to the worker's scratch
+folder and the evaluator imports it from there.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openended.sandbox import Limits, Sandbox
+
+DRIVER = """
+
+def __openended_run(__program_text, __stage):
+    import os as __os
+    with open("candidate.py", "w") as __f:
+        __f.write(__program_text)
+    return globals()[__stage](__os.path.abspath("candidate.py"))
+"""
+
+
+class EvaluatorError(ValueError):
+    """The evaluator file is unusable; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """The merged result of the stages a candidate went through."""
+
+    score: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    stage: str = ""
+
+
+def find_stages(source: str, path: Path) -> list[str]:
+    """`evaluate_stage1`, `evaluate_stage2`, ... (in order) followed by `evaluate`."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise EvaluatorError(f"{path}: line {exc.lineno}: syntax error: {exc.msg}") from None
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    stages = sorted(
+        (n for n in names if re.fullmatch(r"evaluate_stage\d+", n)),
+        key=lambda n: int(n.removeprefix("evaluate_stage")),
+    )
+    if "evaluate" in names:
+        stages.append("evaluate")
+    if not stages:
+        raise EvaluatorError(
+            f"{path}: defines no `evaluate(program_path)` function (and no evaluate_stageN)"
+        )
+    return stages
+
+
+class ProgramEvaluator:
+    """Scores whole programs with the user's evaluator in a `Sandbox`.
+
+    Args:
+        path: the evaluator file.
+        limits: sandbox limits for each stage.
+        workers: sandbox workers (evaluations in parallel).
+        thresholds: minimum score to pass each `evaluate_stageN` (missing: any score).
+        isolation: sandbox isolation.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        limits: Limits,
+        workers: int,
+        thresholds: Sequence[float],
+        isolation: str = "auto",
+    ) -> None:
+        self.path = Path(path)
+        try:
+            source = self.path.read_text()
+        except OSError as exc:
+            raise EvaluatorError(f"{path}: cannot read: {exc.strerror}") from None
+        self.stages = find_stages(source, self.path)
+        self.thresholds = list(thresholds)
+        self.program = source + DRIVER
+        self.sandbox = Sandbox(limits=limits, workers=workers, isolation=isolation)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+    async def run(self, program_text: str) -> StageOutcome:
+        metrics: dict[str, float] = {}
+        score: float | None = None
+        for index, stage in enumerate(self.stages):
+            result = await self.sandbox.run(self.program, "__openended_run", [program_text, stage])
+            if not result.ok:
+                return StageOutcome(None, metrics, f"{stage}: {result.error}", stage)
+            value = result.value
+            problem = _check(value)
+            if problem:
+                return StageOutcome(None, metrics, f"{stage}: {problem}", stage)
+            assert isinstance(value, dict)
+            score = float(value["score"])
+            metrics.update({k: float(v) for k, v in value.items() if _is_number(v)})
+            if stage != "evaluate" and stage != self.stages[-1]:
+                threshold = self.thresholds[index] if index < len(self.thresholds) else None
+                if value.get("passed") is False or (threshold is not None and score < threshold):
+                    reason = value.get("error") or (
+                        f"score {score:.6g} below the stage threshold {threshold}"
+                        if threshold is not None and score < threshold
+                        else "did not pass"
+                    )
+                    return StageOutcome(None, metrics, f"rejected at {stage}: {reason}", stage)
+        return StageOutcome(score, metrics, None, self.stages[-1])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"the evaluator returned {type(value).__name__}, not a dict with a 'score'"
+    if value.get("error"):
+        return str(value["error"])[:500]
+    if "score" not in value:
+        return f"the evaluator's dict has no 'score' (keys: {', '.join(map(str, value))})"
+    if not _is_number(value["score"]):
+        return f"score {value['score']!r} is not a finite number"
+    return None

@@ -1,0 +1,25 @@
+"""Helpers for program-evolution runs: the best program as a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openended.api import load_run_config
+from openended.domains.program.region import find_region
+from openended.engine.restore import archive_from_store
+from openended.store.run_store import RunStore
+
+
+def write_best_program(run_dir: Path) -> Path:
+    """Write the best evolved program (the whole file) to ``RUN_DIR/best_program.py``."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    options = config.domain_options()
+    region = find_region(Path(options.initial).read_text(), options.function)  # type: ignore[attr-defined]
+    with RunStore(run_dir) as store:
+        best = archive_from_store(store).best()
+    if best is None:
+        raise ValueError(f"{run_dir}: the archive is empty")
+    path = run_dir / "best_program.py"
+    path.write_text(region.assemble(best.genome))
+    return path

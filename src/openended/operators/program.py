@@ -1,0 +1,133 @@
+"""Operators for program evolution: SEARCH/REPLACE diffs, full rewrites, and FunSearch's
+crossover (Romera-Paredes et al. 2024: versions ``priority_v0 .. v(k-1)`` sorted by score,
+then the header of ``priority_vk`` for the model to complete)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from openended.archive.elite import Elite
+from openended.domains.program.diff import DiffError, apply_blocks, parse_blocks
+from openended.operators.base import Operator, Parsed
+
+SEARCH_MARKER = "<<<<<<< SEARCH"
+FUNCTION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n```", "\n@", "\n#")
+
+
+def trim_function_body(header: str, completion: str) -> str | None:
+    """FunSearch's trimming: keep the completion up to the first line that is not
+    indented, then drop trailing lines until ``header + body`` parses."""
+    lines = completion.split("\n")
+    body: list[str] = []
+    for index, line in enumerate(lines):
+        if index > 0 and line.strip() and not line[:1].isspace():
+            break
+        body.append(line)
+    while body:
+        text = header + "\n".join(body)
+        try:
+            ast.parse(text)
+            return "\n".join(body).rstrip() + "\n"
+        except SyntaxError:
+            body.pop()
+    return None
+
+
+class DiffMutation(Operator):
+    """Ask for SEARCH/REPLACE edits of one parent; the prompt ends with the SEARCH marker
+    so that even small models start in the format."""
+
+    name: ClassVar[str] = "diff"
+    default_stop: ClassVar[tuple[str, ...]] = ()
+    default_max_tokens: ClassVar[int] = 384
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        return [elites[int(rng.integers(len(elites)))]]
+
+    def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
+        text = completion
+        if "SEARCH" not in completion.split("\n", 1)[0]:  # the prompt ended with the marker
+            text = SEARCH_MARKER + ("" if completion.startswith("\n") else "\n") + completion
+        try:
+            genome = apply_blocks(parents[0].genome, parse_blocks(text))
+        except DiffError as exc:
+            return Parsed.failed(str(exc), exc.status)
+        if genome.strip() == parents[0].genome.strip():
+            return Parsed.failed("the diff changes nothing")
+        problem = self.domain.validate(genome)
+        return Parsed.failed(problem) if problem else Parsed(genome)
+
+
+class FullRewrite(Operator):
+    """Ask for the whole region again. For a named function the prompt ends with its
+    header and docstring and the model writes the body."""
+
+    name: ClassVar[str] = "rewrite"
+    default_stop: ClassVar[tuple[str, ...]] = ("\n```",)
+    default_max_tokens: ClassVar[int] = 384
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        return [elites[int(rng.integers(len(elites)))]]
+
+    def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
+        return {"header": self.domain.region.header}
+
+    def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
+        region = self.domain.region
+        if region.function is not None:
+            body = trim_function_body(region.header, completion)
+            if body is None:
+                return Parsed.failed(f"no valid function body in {completion.strip()[:120]!r}")
+            genome = region.header + body
+        else:
+            genome = completion.split("```", 1)[0].rstrip() + "\n"
+        problem = self.domain.validate(genome)
+        return Parsed.failed(problem) if problem else Parsed(genome)
+
+
+class FunSearchCrossover(Operator):
+    """`parents` versions of the function, renamed ``<name>_v0 ..`` in increasing score,
+    then the header of the next version; the completion is its body."""
+
+    name: ClassVar[str] = "funsearch"
+    default_parents: ClassVar[int] = 2
+    default_stop: ClassVar[tuple[str, ...]] = FUNCTION_STOPS
+    default_max_tokens: ClassVar[int] = 320
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.domain.region.function is None:
+            raise ValueError(
+                "funsearch crossover needs a named function to evolve (domain.function, or an "
+                "EVOLVE-BLOCK holding exactly one function); set operators.funsearch.weight = 0"
+            )
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        picks = rng.choice(len(elites), size=min(self.parents, len(elites)), replace=False)
+        return sorted((elites[int(i)] for i in picks), key=lambda e: e.fitness)
+
+    def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
+        region = self.domain.region
+        name = region.function
+        versions = [region.rename(p.genome, f"{name}_v{i}").rstrip() for i, p in enumerate(parents)]
+        k = len(parents)
+        header = region.header_for(f"{name}_v{k}")
+        return {
+            "versions": versions,
+            "next_header": header,
+            "next_name": f"{name}_v{k}",
+            "previous_name": f"{name}_v{k - 1}",
+        }
+
+    def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
+        region = self.domain.region
+        body = trim_function_body(region.header, completion)
+        if body is None:
+            return Parsed.failed(f"no valid function body in {completion.strip()[:120]!r}")
+        genome = region.header + body
+        problem = self.domain.validate(genome)
+        return Parsed.failed(problem) if problem else Parsed(genome)
