@@ -102,3 +102,44 @@ def test_sigkill_then_resume_on_the_command_line(tmp_path: Path, embedded_model_
     assert after[: len(before)] == before
     assert [r[0] for r in after] == list(range(1, len(after) + 1))
     assert sum(r[4] in ("valid", "invalid") for r in after) == 48
+
+
+def test_evolve_function_minimisation_on_the_embedded_model(
+    tmp_path: Path, embedded_model_dir: Path
+) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "function_minimization"
+    proc = openended(
+        "evolve",
+        str(example / "initial_program.py"),
+        str(example / "evaluator.py"),
+        "--runs-dir",
+        str(tmp_path),
+        "--name",
+        "fm",
+        "--set",
+        "search.batch_size=6",
+        "--set",
+        "budget.max_lm_calls=2",
+        "--set",
+        "budget.max_evaluations=0",
+        "--set",
+        "operators.funsearch.weight=1",
+        "--set",
+        "operators.diff.max_tokens=160",
+        "--set",
+        "operators.rewrite.max_tokens=160",
+        "--set",
+        "operators.funsearch.max_tokens=160",
+        "--set",
+        "domain.sandbox.wall_seconds=10",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(tmp_path / "fm" / "run.sqlite") as db:
+        rows = db.execute("SELECT operator, status, error, fitness FROM candidates").fetchall()
+    assert len(rows) == 1 + 12
+    seed = rows[0]
+    assert seed[0] == "seed" and seed[1] == "valid" and 1.2 < seed[3] < 1.3
+    children = rows[1:]
+    assert all(r[1] == "valid" or r[2] for r in children)  # every failure says why
+    assert any(r[1] in ("valid", "invalid") for r in children)  # some reached the sandbox
+    assert (tmp_path / "fm" / "best_program.py").is_file()

@@ -112,7 +112,7 @@ def test_evolve_block_region_and_function_region() -> None:
     named = find_region(source, "target")
     assert named.initial == "def target(a):\n    return a\n" and named.header == "def target(a):"
     assert named.assemble("def target(a):\n    return 2 * a\n").endswith("return 2 * a\n")
-    with pytest.raises(RegionError, match="no top-level function 'missing'.*helper, target"):
+    with pytest.raises(RegionError, match=r"no top-level function 'missing'.*helper, target"):
         find_region(source, "missing")
     with pytest.raises(RegionError, match="EVOLVE-BLOCK-START"):
         find_region(source)
@@ -301,13 +301,13 @@ def test_a_failing_initial_program_is_a_clear_error(task: dict, tmp_path: Path) 
     broken = tmp_path / "broken.py"
     broken.write_text(INITIAL.replace("x = 1", "x = undefined_name"))
     task["domain"]["initial"] = str(broken)
-    with pytest.raises(DomainError, match="fails its evaluator.*NameError: name 'undefined_name'"):
+    with pytest.raises(DomainError, match=r"fails its evaluator.*NameError: name 'undefined_name'"):
         openended.run(task, lm=ScriptedLM(scripted))
 
 
 def test_unknown_domain_key(task: dict) -> None:
     task["domain"]["evaluater"] = "x.py"
-    with pytest.raises(ConfigError, match="domain.evaluater: unknown key"):
+    with pytest.raises(ConfigError, match=r"domain\.evaluater: unknown key"):
         load_config(task)
 
 

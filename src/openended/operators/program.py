@@ -48,6 +48,16 @@ class DiffMutation(Operator):
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
         return [elites[int(rng.integers(len(elites)))]]
 
+    def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
+        """An example edit built from a real line of the parent (the longest code line), so
+        the model sees the format applied to this program."""
+        lines = [
+            line
+            for line in parents[0].genome.splitlines()
+            if line.strip() and not line.strip().startswith(("#", '"""', "def "))
+        ]
+        return {"example": max(lines, key=len) if lines else "pass"}
+
     def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
         text = completion
         if "SEARCH" not in completion.split("\n", 1)[0]:  # the prompt ended with the marker
