@@ -206,6 +206,7 @@ def test_evolve_run_records_every_outcome(task: dict) -> None:
     assert cascade and all("rejected at evaluate_stage1" in r[5] for r in cascade)
     assert "near-duplicate of candidate" in by_status["duplicate"][5]
     assert result.best["fitness"] == 6.0
+    assert result.metrics["qd_score"].is_monotonic_increasing
     assert "x = 6" in result.best["genome"]
 
 

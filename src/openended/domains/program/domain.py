@@ -109,9 +109,10 @@ def normalised_ast(code: str) -> str | None:
 class ProgramDomain:
     """Evolve a region of a program; score the whole program with the user's evaluator.
 
-    Fitness is the evaluator's ``score`` (higher is better). Descriptors by default are
-    the region's length in characters and its number of branching constructs; any
-    numeric metric the evaluator returns can be used instead.
+    Fitness is the evaluator's ``score`` (higher is better), clipped below at the QD offset
+    (`fitness_floor`: from the config, else the initial score minus max(1, |initial score|)).
+    Descriptors by default are the region's length in characters and its number of
+    branching constructs; any numeric metric the evaluator returns can be used instead.
     """
 
     name: ClassVar[str] = "program"
@@ -230,7 +231,11 @@ class ProgramDomain:
                     f"the evaluator returned no metric {axis.name!r} (a descriptor axis)", **metrics
                 )
             descriptors.append(value)
-        return Evaluation(fitness=outcome.score, descriptors=tuple(descriptors), metrics=metrics)
+        # fitness is the score clipped at the floor (the QD offset), so that every elite adds
+        # to the QD-score; the raw score stays in the metrics
+        floor = getattr(self, "fitness_floor", None)
+        fitness = outcome.score if floor is None else max(outcome.score, floor)
+        return Evaluation(fitness=fitness, descriptors=tuple(descriptors), metrics=metrics)
 
     async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
         results = []
