@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from openended.archive.archive import Archive
 from openended.archive.elite import Elite
 from openended.domains.base import Axis
-from openended.engine.restore import insert_records
+from openended.engine.restore import group_by_batch, insert_records
 from openended.store.run_store import CandidateRecord
 
 FAILED = ("invalid", "parse_error", "search_not_found")
@@ -94,14 +94,8 @@ class Population:
 
     def absorb_all(self, records: Iterable[CandidateRecord]) -> None:
         """Absorb stored records batch by batch, as the search did."""
-        current: list[CandidateRecord] = []
-        for record in records:
-            if current and record.batch != current[0].batch:
-                self.absorb(current[0].batch, current)
-                current = []
-            current.append(record)
-        if current:
-            self.absorb(current[0].batch, current)
+        for batch in group_by_batch(records):
+            self.absorb(batch[0].batch, batch)
 
     def migrate(self) -> None:
         """Copy each island's best elite to the next island (ring)."""
@@ -126,9 +120,6 @@ class Population:
             for e in self.islands[island].elites()
         ]
 
-    def duplicate_of(self, genome: str) -> int | None:
-        """The id of an earlier candidate with the same fingerprint, if any."""
-        if self.fingerprint is None:
-            return None
-        key = self.fingerprint(genome)
+    def duplicate_of(self, key: str | None) -> int | None:
+        """The id of an earlier candidate with fingerprint `key`, if any."""
         return None if key is None else self.fingerprints.get(key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from openended.archive.archive import Archive
 from openended.domains.base import Axis
@@ -43,13 +43,20 @@ def archive_from_store(store: RunStore) -> Archive:
     return archive
 
 
-def insert_batches(archive: Archive, records: Iterable[CandidateRecord]) -> None:
-    """Insert records batch by batch, as the search did (pyribs resolves competition for
-    a cell within one batch differently from across batches)."""
+def group_by_batch(records: Iterable[CandidateRecord]) -> Iterator[list[CandidateRecord]]:
+    """Consecutive records of the same batch, one list per batch (records in id order)."""
     current: list[CandidateRecord] = []
     for record in records:
         if current and record.batch != current[0].batch:
-            insert_records(archive, current)
+            yield current
             current = []
         current.append(record)
-    insert_records(archive, current)
+    if current:
+        yield current
+
+
+def insert_batches(archive: Archive, records: Iterable[CandidateRecord]) -> None:
+    """Insert records batch by batch, as the search did (pyribs resolves competition for
+    a cell within one batch differently from across batches)."""
+    for batch in group_by_batch(records):
+        insert_records(archive, batch)

@@ -45,7 +45,6 @@ class _Batch:
     completion_tokens: int = 0
     tokens: int = 0
     calls: int = 0
-    stored: bool = False  # replayed from the store on resume: insert only
 
 
 @dataclass
@@ -168,7 +167,7 @@ class Search:
         self._release = last - 1
         if last == 0:
             return None
-        return _Batch(index=last, records=replay, stored=True)
+        return _Batch(index=last, records=replay)
 
     # -- archive --------------------------------------------------------------------------
 
@@ -276,8 +275,8 @@ class Search:
         for position, record in enumerate(batch.records):
             if record.status != "invalid" or record.genome is None or fingerprint is None:
                 continue
-            earlier = self.population.duplicate_of(record.genome)
             key = fingerprint(record.genome)
+            earlier = self.population.duplicate_of(key)
             if earlier is not None:
                 record.status, record.error = "duplicate", f"near-duplicate of candidate {earlier}"
             elif key is not None and key in seen:
