@@ -100,6 +100,18 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     assert Path(config.domain["data"]) == tmp_path / "sub" / "data.csv"
 
 
+def test_relative_program_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "run.toml").write_text(
+        '[domain]\nname = "program"\ninitial = "initial.py"\nevaluator = "evaluator.py"\n'
+        'task = "keep this text"\n'
+    )
+    config = load_config(tmp_path / "task" / "run.toml")
+    assert Path(config.domain["initial"]) == tmp_path / "task" / "initial.py"
+    assert Path(config.domain["evaluator"]) == tmp_path / "task" / "evaluator.py"
+    assert config.domain["task"] == "keep this text"
+
+
 def test_config_object_is_accepted() -> None:
     assert load_config(Config(seed=5)).seed == 5
 

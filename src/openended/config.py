@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -273,14 +273,25 @@ def load_config(
     return config
 
 
+def _path_fields(model: type[BaseModel]) -> set[str]:
+    """Names of the fields of `model` typed `Path` or `Path | None`."""
+    return {
+        name
+        for name, field in model.model_fields.items()
+        if field.annotation is Path or Path in get_args(field.annotation)
+    }
+
+
 def _resolve_paths(config: Config, base_dir: Path) -> Config:
+    """Make relative paths absolute against `base_dir`: the domain options typed as paths
+    in the domain's own config model, and operator templates."""
+    try:
+        domain_paths = _path_fields(domain_class(config.domain_name).Config)
+    except UnknownDomainError:
+        domain_paths = set()  # reported by domain_options()
     domain = dict(config.domain)
     for key, value in domain.items():
-        if (
-            key in ("data", "path", "dataset")
-            and isinstance(value, str)
-            and not Path(value).is_absolute()
-        ):
+        if key in domain_paths and isinstance(value, str) and not Path(value).is_absolute():
             domain[key] = str(base_dir / value)
     config.domain = domain
     for _, op in config.operators.items():
