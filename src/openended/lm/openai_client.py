@@ -11,6 +11,7 @@ lose the rest of a batch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import os
@@ -180,7 +181,7 @@ class OpenAICompatibleLM:
                 return GenerationResult(
                     request=request,
                     generations=tuple(
-                        Generation(**{**g.__dict__, "faults": tuple(faults)}) for g in generations
+                        dataclasses.replace(g, faults=tuple(faults)) for g in generations
                     ),
                 )
         error = f"failed after {len(faults)} attempt(s): {faults[-1]}"
