@@ -111,3 +111,35 @@ def test_bad_limits() -> None:
         Limits(wall_seconds=0)
     with pytest.raises(ValueError, match="memory_mb"):
         Limits(memory_mb=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids are used only as root")
+def test_open_pools_never_share_a_uid_even_across_processes() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "from openended.sandbox import Sandbox\n"
+        "box = Sandbox(isolation='rlimits', workers=2)\n"
+        "print(*box.uids)\n"
+        "import sys; sys.stdin.read()\n"  # hold the pool open until told to stop
+    )
+    with (
+        Sandbox(isolation="rlimits", workers=2) as first,
+        Sandbox(isolation="rlimits", workers=3) as second,
+    ):
+        other = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            third = {int(u) for u in other.stdout.readline().split()}  # type: ignore[union-attr]
+        finally:
+            other.communicate("")
+        uids = [set(first.uids), set(second.uids), third]
+        assert [len(u) for u in uids] == [2, 3, 2]
+        assert not (uids[0] & uids[1] or uids[0] & uids[2] or uids[1] & uids[2])
+        # both workers of a pool run as their own uid
+        values = [first.run_sync("import os\ndef f():\n    return os.getuid()\n", "f").value]
+        assert values[0] in uids[0]
+    with Sandbox(isolation="rlimits", workers=2) as again:  # closed pools give their uids back
+        assert set(again.uids) & (uids[0] | uids[1])

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -22,6 +25,37 @@ from openended.sandbox.result import SandboxError, SandboxResult
 
 logger = logging.getLogger(__name__)
 IsolationChoice = Literal["auto", "bwrap", "rlimits", "inprocess"]
+
+
+FIRST_SANDBOX_UID = 61000
+_UID_LOCK_DIR = Path(tempfile.gettempdir()) / "openended-sandbox-uids"
+
+
+def _reserve_uids(count: int) -> list[tuple[int, int]]:
+    """`count` consecutive sandbox uids that no other open pool holds, in this process or
+    any other: each uid is held with an exclusive lock on a file (released when the pool
+    closes or its process dies). Returns (uid, lock fd) pairs."""
+    _UID_LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
+    first = FIRST_SANDBOX_UID
+    while True:
+        held: list[tuple[int, int]] = []
+        for uid in range(first, first + count):
+            fd = os.open(_UID_LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                break
+            held.append((uid, fd))
+        if len(held) == count:
+            return held
+        _release_uids(held)
+        first = first + len(held) + 1
+
+
+def _release_uids(held: list[tuple[int, int]]) -> None:
+    for _, fd in held:
+        os.close(fd)  # closing the descriptor drops its lock
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -50,7 +84,10 @@ class Sandbox:
         isolation: see above.
         workers: most evaluations at once.
         recycle_after: runs per worker process.
-        base_uid: uid of worker slot i is ``base_uid + i`` (when running as root).
+        base_uid: uid of worker slot i is ``base_uid + i`` (when running as root). By
+            default each pool takes uids no other open pool of this process uses, so
+            that two pools never share a uid (RLIMIT_NPROC and the check for left-over
+            processes are per uid).
     """
 
     def __init__(
@@ -60,7 +97,7 @@ class Sandbox:
         isolation: IsolationChoice = "auto",
         workers: int = 2,
         recycle_after: int = 200,
-        base_uid: int = 61000,
+        base_uid: int | None = None,
     ) -> None:
         self.limits = limits or Limits()
         if isolation == "auto":
@@ -85,8 +122,11 @@ class Sandbox:
         for slot in range(workers):
             self._free.put(slot)
             self._processes[slot] = None
-        self._uids = {
-            slot: (base_uid + slot if os.geteuid() == 0 else None) for slot in range(workers)
+        root = os.geteuid() == 0
+        self._reserved = _reserve_uids(workers) if root and base_uid is None else []
+        first = self._reserved[0][0] if self._reserved else base_uid
+        self._uids: dict[int, int | None] = {
+            slot: (first + slot if root and first is not None else None) for slot in range(workers)
         }
         self._lock = threading.Lock()
         # Workers are started from one long-lived thread: bwrap's --die-with-parent uses
@@ -154,6 +194,11 @@ class Sandbox:
         """Evaluate one program on many argument lists, `workers` at a time."""
         return list(await asyncio.gather(*(self.run(program, entry, a) for a in arg_lists)))
 
+    @property
+    def uids(self) -> tuple[int, ...]:
+        """The uids the workers run as (empty when not running as root)."""
+        return tuple(uid for uid in self._uids.values() if uid is not None)
+
     def _start(self, slot: int) -> SandboxProcess:
         process = self._spawner.submit(
             SandboxProcess,
@@ -191,6 +236,8 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop every worker and remove their scratch folders."""
+        if not self._closed:
+            _release_uids(self._reserved)
         self._closed = True
         for slot, process in list(self._processes.items()):
             if process is not None:
