@@ -72,6 +72,9 @@ def _execute(
             from openended.lm.factory import with_cache
 
             lm = with_cache(lm, config.model)
+        use_language_model = getattr(domain, "use_language_model", None)
+        if use_language_model is not None:
+            use_language_model(lm)
         with RunStore(run_dir, create=create) as store:
             if create:
                 store.write_config(config.to_toml())

@@ -32,6 +32,9 @@ class ModelConfig(_Strict):
         "or Hugging Face id, or the base URL of an OpenAI-compatible server (http(s)://.../v1)",
     )
     max_batch_size: int = Field(32, ge=1, description="local: most sequences decoded together")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="local: most prompt tokens prefilled together (rows x length)"
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
     model_name: str | None = Field(None, description="server: model name (default: its first)")

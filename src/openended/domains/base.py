@@ -70,7 +70,13 @@ class Domain(Protocol):
         """Values the prompt templates may use (task description, variable names, ...)."""
         ...
 
-    # Optional: ``fingerprint(genome) -> str | None`` for near-duplicate rejection.
+    # Optional:
+    # - ``fingerprint(genome) -> str | None`` for near-duplicate rejection;
+    # - ``operator_sampling: dict[str, dict]``: per operator, default ``max_tokens`` and
+    #   ``stop`` for this domain's genomes (the config's values still win);
+    # - ``use_language_model(lm)``: called with the run's model before the search starts,
+    #   for domains whose evaluation asks the model (e.g. a solver's success rate);
+    # - ``close()``: release resources (sandboxes) at the end of a run.
 
     @property
     def prompt_dir(self) -> Path | None:

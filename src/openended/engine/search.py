@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,11 @@ class SearchOutcome:
 
 def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, float]]:
     """The configured operators with their weights (weight-0 operators are left out). An
-    unset weight takes the domain's default (`domain.default_operator_weights`)."""
+    unset weight takes the domain's default (`domain.default_operator_weights`); unset
+    ``max_tokens``/``stop`` take the domain's (`domain.operator_sampling`, optional), then
+    the operator's."""
     defaults: dict[str, float] = dict(getattr(domain, "default_operator_weights", {}))
+    domain_sampling: dict[str, dict[str, Any]] = dict(getattr(domain, "operator_sampling", {}))
     built = []
     for name, op_config in config.operators.items():
         weight = op_config.weight if op_config.weight is not None else defaults.get(name, 0.0)
@@ -68,11 +72,13 @@ def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, floa
             continue
         cls = OPERATORS[name]
         template = load_template(name, override=op_config.template, domain_dir=domain.prompt_dir)
+        preset = domain_sampling.get(name, {})
+        stop = op_config.stop if op_config.stop is not None else preset.get("stop")
         sampling = SamplingSettings(
             temperature=op_config.temperature,
             top_p=op_config.top_p,
-            max_tokens=op_config.max_tokens or cls.default_max_tokens,
-            stop=tuple(op_config.stop if op_config.stop is not None else cls.default_stop),
+            max_tokens=op_config.max_tokens or preset.get("max_tokens") or cls.default_max_tokens,
+            stop=tuple(stop if stop is not None else cls.default_stop),
         )
         operator = cls(
             template=template, domain=domain, sampling=sampling, parents=op_config.parents

@@ -45,7 +45,12 @@ def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:
         )
     from openended.lm.local import TransformersLM
 
-    options = dict(max_batch_size=config.max_batch_size, dtype=config.dtype, device=config.device)
+    options = dict(
+        max_batch_size=config.max_batch_size,
+        max_batch_tokens=config.max_batch_tokens,
+        dtype=config.dtype,
+        device=config.device,
+    )
     if config.name == "embedded":
         return TransformersLM.embedded(**options)
     path = Path(config.name).expanduser()

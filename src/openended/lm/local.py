@@ -54,6 +54,8 @@ class TransformersLM:
         path: model directory or id.
         model_id: the name recorded in runs and caches (default: `path`).
         max_batch_size: most sequences decoded together.
+        max_batch_tokens: most prompt tokens prefilled together (rows x longest prompt);
+            long prompts go in smaller batches so that attention memory stays bounded.
         dtype: torch dtype name.
         device: torch device.
     """
@@ -64,6 +66,7 @@ class TransformersLM:
         *,
         model_id: str | None = None,
         max_batch_size: int = 32,
+        max_batch_tokens: int = 16384,
         dtype: str = "float32",
         device: str = "cpu",
     ) -> None:
@@ -74,6 +77,7 @@ class TransformersLM:
 
         self.model_id = model_id or str(path)
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
@@ -141,8 +145,7 @@ class TransformersLM:
         # Similar lengths together keep padding low; the order is deterministic.
         order = sorted(range(len(rows)), key=lambda i: (len(rows[i].prompt_ids), i))
         with self._lock, torch.inference_mode():
-            for start in range(0, len(order), self.max_batch_size):
-                chunk = [rows[i] for i in order[start : start + self.max_batch_size]]
+            for chunk in self._chunks([rows[i] for i in order]):
                 for row, gen in zip(chunk, self._decode(chunk), strict=True):
                     outputs[(row.request_index, row.sample_index)] = gen
         return [
@@ -152,6 +155,24 @@ class TransformersLM:
             )
             for r, request in enumerate(requests)
         ]
+
+    def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:
+        """Consecutive rows (sorted by prompt length) in batches of at most
+        `max_batch_size` rows and `max_batch_tokens` padded prompt tokens."""
+        chunks: list[list[_Row]] = []
+        current: list[_Row] = []
+        for row in rows:
+            width = max([len(row.prompt_ids), *(len(r.prompt_ids) for r in current)])
+            if current and (
+                len(current) >= self.max_batch_size
+                or (len(current) + 1) * width > self.max_batch_tokens
+            ):
+                chunks.append(current)
+                current = []
+            current.append(row)
+        if current:
+            chunks.append(current)
+        return chunks
 
     def _decode(self, rows: list[_Row]) -> list[Generation]:
         from transformers import DynamicCache
