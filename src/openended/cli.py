@@ -14,6 +14,7 @@ from rich.console import Console
 from openended import api
 from openended.config import ConfigError, load_config
 from openended.domains import UnknownDomainError
+from openended.domains.puzzles.p3 import PuzzleFileError
 from openended.domains.symbolic_regression.data import DataError
 from openended.engine.search import SearchError
 from openended.lm import embedded
@@ -21,6 +22,7 @@ from openended.lm.factory import ModelNotFoundError
 from openended.operators import TemplateError
 from openended.progress import SearchProgress, describe
 from openended.store.run_store import StoreError
+from openended.training.finetune import FinetuneError
 
 console = Console(stderr=True, soft_wrap=True)
 USER_ERRORS = (
@@ -33,6 +35,8 @@ USER_ERRORS = (
     ModelNotFoundError,
     embedded.EmbeddedModelError,
     FileExistsError,
+    PuzzleFileError,
+    FinetuneError,
 )
 
 
@@ -165,6 +169,99 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_solve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from openended.config import ModelConfig
+    from openended.domains.puzzles import PuzzleVerifier, load_puzzles, solve_puzzles
+    from openended.lm.factory import build_language_model
+
+    puzzles = load_puzzles(args.puzzles)[: args.limit]
+    lm = build_language_model(ModelConfig(name=args.model, model_name=args.model_name))
+
+    def progress(done: int, total: int) -> None:
+        console.print(f"solved for {done}/{total} puzzles", highlight=False)
+
+    async def go() -> object:
+        with PuzzleVerifier() as verifier:
+            return await solve_puzzles(
+                lm,
+                puzzles,
+                verifier,
+                samples=args.samples,
+                temperature=args.temperature,
+                max_tokens=args.max_tokens,
+                seed=args.seed,
+                progress=progress,
+            )
+
+    report = asyncio.run(go())
+    summary = report.summary(args.k)  # type: ignore[attr-defined]
+    print(json.dumps(summary, indent=1))
+    if args.output:
+        report.write(args.output, args.k)  # type: ignore[attr-defined]
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from openended.training.finetune import FinetuneSettings, finetune, read_examples
+
+    if args.data is not None:
+        examples = read_examples(args.data)
+        out = args.out or args.data.with_suffix("") / "finetuned"
+    else:
+        if args.run_dir is None:
+            raise ConfigError("give RUN_DIR (a puzzles run) or --data FILE.jsonl")
+        from openended.domains.puzzles.training_data import examples_from_sources, sources_from_run
+
+        examples = examples_from_sources(sources_from_run(args.run_dir, select=args.select))
+        out = args.out or args.run_dir / "finetuned"
+    base = args.model
+    if base == "embedded":
+        base = str(embedded.fetch())
+    settings = FinetuneSettings(
+        method=args.method,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    console.print(f"fine-tuning {args.model} on {len(examples)} examples ({args.method})")
+    result = finetune(base, examples, out, settings, progress=lambda line: console.print(line))
+    console.print(f"{result.steps} steps in {result.seconds:.0f}s")
+    print(result.model_dir)
+    return 0
+
+
+def cmd_improve(args: argparse.Namespace) -> int:
+    from openended.improve import ImproveLoop, ImproveSettings
+    from openended.training.finetune import FinetuneSettings
+
+    settings = ImproveSettings(
+        puzzles=args.puzzles,
+        out_dir=args.out,
+        model=args.model,
+        iterations=args.iterations,
+        arms=tuple(args.arms),
+        held_out=args.held_out,
+        eval_puzzles=args.eval_puzzles,
+        samples=args.samples,
+        generate_calls=args.generate_calls,
+        batch_size=args.batch_size,
+        max_seeds=args.max_seeds,
+        solver_attempts=args.solver_attempts,
+        with_seeds=args.with_seeds,
+        seed=args.seed,
+        finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
+    )
+    loop = ImproveLoop(settings, log=lambda line: console.print(line, highlight=False))
+    steps = loop.run()
+    for step in steps:
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
+    console.print(f"results: {loop.record_path}  plot: {loop.out / 'improve.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openended", description="Open-ended search with language models."
@@ -239,6 +336,55 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-batching", action="store_true", help="generate requests one by one")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=cmd_serve_model)
+
+    solve = sub.add_parser("solve", help="sample and verify solutions to P3 puzzles; pass@k")
+    solve.add_argument("puzzles", type=Path, help="P3-format JSON (or JSONL) of puzzles")
+    solve.add_argument("--model", default="embedded")
+    solve.add_argument("--model-name", help="the server's model name")
+    solve.add_argument("--samples", type=int, default=10, help="solutions per puzzle")
+    solve.add_argument("--k", type=int, nargs="+", default=[1, 10], help="pass@k to report")
+    solve.add_argument("--limit", type=int, help="only the first N puzzles")
+    solve.add_argument("--temperature", type=float, default=0.8)
+    solve.add_argument("--max-tokens", type=int, default=128)
+    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--output", type=Path, help="write per-puzzle results as JSON")
+    solve.set_defaults(func=cmd_solve)
+
+    tune = sub.add_parser(
+        "finetune", help="fine-tune a model on a puzzles run's verified data (TRL + LoRA)"
+    )
+    tune.add_argument("run_dir", type=Path, nargs="?", help="a puzzles run directory")
+    tune.add_argument("--data", type=Path, help="JSONL of prompt/completion pairs instead")
+    tune.add_argument("--select", choices=["elites", "valid"], default="elites")
+    tune.add_argument("--model", default="embedded", help="base model: 'embedded' or a folder")
+    tune.add_argument("--out", type=Path, help="output model folder (default RUN_DIR/finetuned)")
+    tune.add_argument("--method", choices=["lora", "full"], default="lora")
+    tune.add_argument("--epochs", type=float, default=2.0)
+    tune.add_argument("--lr", type=float, help="default 2e-4 (LoRA) or 3e-5 (full)")
+    tune.add_argument("--batch-size", type=int, default=8)
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(func=cmd_finetune)
+
+    improve = sub.add_parser(
+        "improve", help="explore -> verify -> finetune -> repeat on puzzles, QD vs naive"
+    )
+    improve.add_argument("--puzzles", type=Path, required=True, help="P3-format JSON")
+    improve.add_argument("--out", type=Path, default=Path("runs/improve"))
+    improve.add_argument("--model", default="embedded")
+    improve.add_argument("--iterations", type=int, default=1)
+    improve.add_argument("--arms", nargs="+", choices=["qd", "naive"], default=["qd", "naive"])
+    improve.add_argument("--held-out", type=float, default=0.3, help="share of families held out")
+    improve.add_argument("--eval-puzzles", type=int, default=40)
+    improve.add_argument("--samples", type=int, default=10)
+    improve.add_argument("--generate-calls", type=int, default=8, help="LM calls per iteration")
+    improve.add_argument("--batch-size", type=int, default=16, help="completions per LM call")
+    improve.add_argument("--max-seeds", type=int, default=32)
+    improve.add_argument("--solver-attempts", type=int, default=4)
+    improve.add_argument("--with-seeds", action="store_true", help="also train on seed puzzles")
+    improve.add_argument("--method", choices=["lora", "full"], default="lora")
+    improve.add_argument("--epochs", type=float, default=2.0)
+    improve.add_argument("--seed", type=int, default=0)
+    improve.set_defaults(func=cmd_improve)
 
     model = sub.add_parser("model", help="the embedded model: fetch it, or show where it is")
     model.add_argument("action", choices=["fetch", "info"])

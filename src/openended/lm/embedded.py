@@ -149,7 +149,10 @@ def _convert(gguf_path: Path, out: Path, progress: Callable[[str], None]) -> Non
     )
     # transformers marks GGUF-loaded models as quantised and refuses save_pretrained:
     # rebuild a plain model from the config and copy the weights across.
-    plain = LlamaForCausalLM(quantized.config)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):  # the weights are de-quantised now
+        del config.quantization_config
+    plain = LlamaForCausalLM(config)
     plain.load_state_dict(quantized.state_dict(), strict=True)
     plain.to(torch.float32)
     progress(f"writing float32 safetensors to {out}")
