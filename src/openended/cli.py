@@ -254,7 +254,9 @@ def cmd_improve(args: argparse.Namespace) -> int:
         seed=args.seed,
         finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
     )
-    loop = ImproveLoop(settings, log=lambda line: console.print(line, highlight=False))
+    loop = ImproveLoop(
+        settings, log=lambda line: console.print(line, markup=False, highlight=False)
+    )
     steps = loop.run()
     for step in steps:
         print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))

@@ -42,7 +42,7 @@ def test_loads_json_and_jsonl(tmp_path: Path) -> None:
         ({"name": "x"}, "expected a JSON list"),
         ([{"name": "a", "ans_type": "int"}], "puzzle 0: key 'sat' is missing"),
         ([{"name": "a", "sat": "def sat(x:", "ans_type": "int"}], "puzzle 0: key 'sat' is not valid"),
-        ([{"name": "a", "sat": "def f(x): pass", "ans_type": "int"}], "no function named sat"),
+        ([{"name": "a", "sat": "def f(x): pass", "ans_type": "int"}], "does not define a function named sat"),
         ([PUZZLES[0], {**PUZZLES[0], "sol_bodies": "x"}], "puzzle 1: key 'sol_bodies'"),
     ],
 )

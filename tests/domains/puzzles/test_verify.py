@@ -45,7 +45,7 @@ def test_reference_solutions_verify_including_huge_integers(verifier: PuzzleVeri
         ("    return 1 / 0", "ZeroDivisionError"),
         ("    while True:\n        pass", "timeout"),
         ("    return n +", "SyntaxError"),
-        ("    return object()", "not JSON-serialisable"),
+        ("    return object()", "not JSON serializable"),
     ],
 )
 def test_wrong_solutions_say_why(verifier: PuzzleVerifier, body: str, reason: str) -> None:

@@ -11,8 +11,10 @@ import ast
 import json
 import random
 import re
+import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,16 +90,13 @@ def puzzle_from_json(entry: Any, *, where: str) -> Puzzle:
     if not isinstance(bodies, list) or not all(isinstance(b, str) for b in bodies):
         raise PuzzleFileError(f"{where}: key 'sol_bodies' must be a list of strings")
     try:
-        tree = ast.parse(entry["sat"])
-        defines_sat = any(isinstance(n, ast.FunctionDef) and n.name == "sat" for n in tree.body)
+        with no_digit_limit():
+            tree = ast.parse(entry["sat"])
     except SyntaxError as exc:
-        if "integer string conversion" not in str(exc.msg):
-            raise PuzzleFileError(
-                f"{where}: key 'sat' is not valid Python (line {exc.lineno}: {exc.msg})"
-            ) from None
-        # an integer literal over Python's digit limit: the sandbox lifts the limit
-        defines_sat = re.search(r"^def sat\(", entry["sat"], re.MULTILINE) is not None
-    if not defines_sat:
+        raise PuzzleFileError(
+            f"{where}: key 'sat' is not valid Python (line {exc.lineno}: {exc.msg})"
+        ) from None
+    if not any(isinstance(n, ast.FunctionDef) and n.name == "sat" for n in tree.body):
         raise PuzzleFileError(f"{where}: key 'sat' does not define a function named sat")
     known = {*REQUIRED_KEYS, "sol_header", "sol_docstring", "sol_bodies", "module"}
     return Puzzle(
@@ -142,13 +141,29 @@ def load_puzzles(path: str | Path) -> list[Puzzle]:
     return [puzzle_from_json(e, where=f"{path}: puzzle {i}") for i, e in enumerate(data)]
 
 
+@contextmanager
+def no_digit_limit() -> Iterator[None]:
+    """Lift Python's limit on integer literal digits for a while (P3 has puzzles with
+    numbers of thousands of digits)."""
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
 def save_puzzles(puzzles: Sequence[Puzzle], path: str | Path) -> None:
     Path(path).write_text(json.dumps([p.to_json() for p in puzzles], indent=1))
 
 
 def sol_header_for(sat: str) -> str:
     """``def sol(<sat's arguments after the first, with defaults>):``"""
-    tree = ast.parse(sat)
+    with no_digit_limit():
+        return _sol_header(ast.parse(sat))
+
+
+def _sol_header(tree: ast.Module) -> str:
     function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "sat")
     args = function.args
     rest = args.args[1:]

@@ -42,10 +42,11 @@ def __answer__(solution):
 
 def __check__(sat_source, answer_json, ans_type):
     import json
+    sat = __load(sat_source)["sat"]
     answer = json.loads(answer_json)
     if not matches(answer, ans_type):
         return f"the answer {answer_json:.80} is not of type {ans_type}"
-    result = __load(sat_source)["sat"](answer)
+    result = sat(answer)
     if result is not True:
         return f"sat(answer) returned {result!r:.80}, not True"
     return None

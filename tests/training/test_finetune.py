@@ -1,0 +1,73 @@
+"""Fine-tuning with TRL on the embedded model (slow), and the data file checks (fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from openended import api, cli
+from openended.config import ModelConfig
+from openended.lm.base import GenerationRequest
+from openended.lm.factory import build_language_model
+from openended.lm.scripted import ScriptedLM
+from openended.training.finetune import FinetuneError, read_examples
+from tests.domains.puzzles.test_generate import script
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"prompt": "a", "completion": "b"}\nnot json\n', "line 2: not JSON"),
+        ('{"prompt": "a"}\n', "line 1: key 'completion'"),
+        ("[1, 2]\n", "line 1: expected an object"),
+    ],
+)
+def test_bad_data_files_name_the_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    with pytest.raises(FinetuneError, match=message):
+        read_examples(path)
+
+
+def test_finetune_needs_a_puzzles_run(tmp_path: Path, small_config, scripted_lm) -> None:
+    result = api.run(small_config(max_evaluations=10), lm=scripted_lm)
+    code = cli.main(["finetune", str(result.run_dir), "--out", str(tmp_path / "m")])
+    assert code == 2
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_finetune_a_puzzles_run_into_a_model_that_runs(
+    tmp_path: Path, embedded_model_dir: Path
+) -> None:
+    config = {
+        "runs_dir": str(tmp_path),
+        "name": "gen",
+        "search": {"batch_size": 10},
+        "budget": {"max_lm_calls": 2, "max_seconds": 0},
+        "domain": {"name": "puzzles", "max_seeds": 6, "solver_attempts": 2},
+    }
+    run = api.run(config, lm=ScriptedLM(script))
+    out = tmp_path / "tuned"
+    code = cli.main(
+        ["finetune", str(run.run_dir), "--select", "valid", "--epochs", "1", "--out", str(out),
+         "--batch-size", "4"]
+    )
+    assert code == 0
+    info = json.loads((out / "openended_finetune.json").read_text())
+    assert info["examples"] == 7  # six seeds and one new puzzle
+    assert info["steps"] == 2 and all(loss > 0 for loss in info["losses"])
+    # the LoRA update was merged into the weights
+    before = load_file(str(embedded_model_dir / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    name = next(k for k in after if k.endswith("q_proj.weight"))
+    assert not (before[name] == after[name]).all()
+    # and the folder is a model that --model accepts
+    lm = build_language_model(ModelConfig(name=str(out)))
+    result = lm.generate_sync(  # type: ignore[attr-defined]
+        [GenerationRequest(prompt="def add(a, b):", max_tokens=8, seed=1)]
+    )
+    assert result[0].generations[0].completion_tokens > 0
