@@ -68,8 +68,19 @@ def test_solve_command_reports_pass_at_k(tmp_path: Path, embedded_model_dir: Pat
     puzzles.write_text(json.dumps(PUZZLES[:2]))
     out = tmp_path / "report.json"
     code = cli.main(
-        ["solve", str(puzzles), "--samples", "3", "--k", "1", "3", "--max-tokens", "24",
-         "--output", str(out)]
+        [
+            "solve",
+            str(puzzles),
+            "--samples",
+            "3",
+            "--k",
+            "1",
+            "3",
+            "--max-tokens",
+            "24",
+            "--output",
+            str(out),
+        ]
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)

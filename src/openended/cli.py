@@ -216,9 +216,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
         examples = examples_from_sources(sources_from_run(args.run_dir, select=args.select))
         out = args.out or args.run_dir / "finetuned"
-    base = args.model
-    if base == "embedded":
-        base = str(embedded.fetch())
+    base = embedded.resolve_model(args.model)
     settings = FinetuneSettings(
         method=args.method,
         epochs=args.epochs,

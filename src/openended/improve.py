@@ -37,6 +37,7 @@ from openended.domains.puzzles.training_data import (
 )
 from openended.domains.puzzles.verify import PuzzleVerifier
 from openended.lm.base import GenerationRequest, LanguageModel
+from openended.lm.embedded import resolve_model
 from openended.training.finetune import FinetuneSettings, finetune
 
 ARMS = ("qd", "naive")
@@ -179,7 +180,7 @@ class ImproveLoop:
             start = time.perf_counter()
             self.log(f"[{arm} {iteration}] fine-tuning on {len(examples)} examples")
             result = finetune(
-                _model_path(model),
+                resolve_model(model),
                 examples,
                 folder / "model",
                 s.finetune,
@@ -236,7 +237,7 @@ class ImproveLoop:
             template = load_template("lmx", override=None, domain_dir=domain.prompt_dir)
             seeds = [_Parent(g) for g in domain.seeds()]
             rng = random.Random(s.seed * 1000 + iteration)
-            lm = TransformersLM(_model_path(model), model_id=model)
+            lm = TransformersLM(resolve_model(model), model_id=model)
             completions: list[str] = []
             for _ in range(s.generate_calls):
                 requests = [
@@ -265,7 +266,7 @@ class ImproveLoop:
         from openended.lm.local import TransformersLM
 
         s = self.settings
-        lm: LanguageModel = TransformersLM(_model_path(model), model_id=model)
+        lm: LanguageModel = TransformersLM(resolve_model(model), model_id=model)
         start = time.perf_counter()
 
         def progress(done: int, total: int) -> None:
@@ -372,14 +373,6 @@ def diversity(
         "cells": float(len(cells)),
         "distinct_3": round(len(set(trigrams)) / len(trigrams), 4) if trigrams else 0.0,
     }
-
-
-def _model_path(model: str) -> str:
-    if model == "embedded":
-        from openended.lm import embedded
-
-        return str(embedded.fetch())
-    return model
 
 
 __all__ = ["ARMS", "ImproveLoop", "ImproveSettings", "Puzzle", "Step", "diversity"]

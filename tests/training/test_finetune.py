@@ -53,8 +53,18 @@ def test_finetune_a_puzzles_run_into_a_model_that_runs(
     run = api.run(config, lm=ScriptedLM(script))
     out = tmp_path / "tuned"
     code = cli.main(
-        ["finetune", str(run.run_dir), "--select", "valid", "--epochs", "1", "--out", str(out),
-         "--batch-size", "4"]
+        [
+            "finetune",
+            str(run.run_dir),
+            "--select",
+            "valid",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+        ]
     )
     assert code == 0
     info = json.loads((out / "openended_finetune.json").read_text())

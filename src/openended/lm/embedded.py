@@ -232,3 +232,9 @@ def fetch(
             os.replace(out, target)
         say(f"cached {spec.name} at {target} in {time.perf_counter() - start:.0f} s")
     return target
+
+
+def resolve_model(name: str) -> str:
+    """A model folder for `name`: the embedded model's (fetched on first use) for
+    ``"embedded"``, else `name` itself."""
+    return str(fetch()) if name == "embedded" else name

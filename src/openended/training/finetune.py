@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from openended.jsonl import read_jsonl
+
 FINETUNE_INFO = "openended_finetune.json"
 
 
@@ -187,19 +189,8 @@ def finetune(
 
 def read_examples(path: str | Path) -> list[Example]:
     """Examples from a JSONL file of ``{"prompt": ..., "completion": ...}`` objects."""
-    path = Path(path)
     examples = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise FinetuneError(f"{path}: cannot read: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FinetuneError(f"{path}: line {number}: not JSON: {exc.msg}") from None
+    for number, row in read_jsonl(path, FinetuneError):
         if not isinstance(row, dict):
             raise FinetuneError(f"{path}: line {number}: expected an object")
         for key in ("prompt", "completion"):

@@ -30,7 +30,8 @@ PUZZLES: list[dict[str, Any]] = [
     },
     {
         "name": "SumTo:0",
-        "sat": "def sat(li: List[int]):\n    return len(li) == 3 and sum(li) == 30 and len(set(li)) == 3",
+        "sat": "def sat(li: List[int]):\n"
+        "    return len(li) == 3 and sum(li) == 30 and len(set(li)) == 3",
         "ans_type": "List[int]",
         "sol_docstring": '    """Three distinct integers that sum to 30."""',
         "sol_bodies": ["    return [9, 10, 11]"],

@@ -16,7 +16,10 @@ GOOD = "x: int, n=6):\n    return x * n == 42\n\ndef sol5(n=6):\n    return 42 /
 VACUOUS = "s: str):\n    return len(s) < 1000\n\ndef sol5():\n    return 'abc'\n"
 WRONG = "x: int):\n    return x * 3 == 42\n\ndef sol5():\n    return 13\n"
 GARBAGE = "this is not a puzzle at all"
-GOOD_TWIN = "y: int, n=6):\n    return y*n == 42   # same puzzle, other names\n\ndef sol5(n=6):\n    return 7\n"
+GOOD_TWIN = (
+    "y: int, n=6):\n    return y*n == 42   # same puzzle, other names"
+    "\n\ndef sol5(n=6):\n    return 7\n"
+)
 COMPLETIONS = [GOOD, VACUOUS, WRONG, GARBAGE, GOOD_TWIN]
 
 

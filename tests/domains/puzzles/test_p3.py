@@ -41,8 +41,14 @@ def test_loads_json_and_jsonl(tmp_path: Path) -> None:
         ("[{", "line 1, column 3: not JSON"),
         ({"name": "x"}, "expected a JSON list"),
         ([{"name": "a", "ans_type": "int"}], "puzzle 0: key 'sat' is missing"),
-        ([{"name": "a", "sat": "def sat(x:", "ans_type": "int"}], "puzzle 0: key 'sat' is not valid"),
-        ([{"name": "a", "sat": "def f(x): pass", "ans_type": "int"}], "does not define a function named sat"),
+        (
+            [{"name": "a", "sat": "def sat(x:", "ans_type": "int"}],
+            "puzzle 0: key 'sat' is not valid",
+        ),
+        (
+            [{"name": "a", "sat": "def f(x): pass", "ans_type": "int"}],
+            "does not define a function named sat",
+        ),
         ([PUZZLES[0], {**PUZZLES[0], "sol_bodies": "x"}], "puzzle 1: key 'sol_bodies'"),
     ],
 )
@@ -60,7 +66,9 @@ def test_bad_jsonl_line_is_named(tmp_path: Path) -> None:
 
 
 def test_sol_header_keeps_the_extra_arguments() -> None:
-    assert sol_header_for("def sat(x: int, a=3, b=[1, 2]):\n    return x") == "def sol(a=3, b=[1, 2]):"
+    assert (
+        sol_header_for("def sat(x: int, a=3, b=[1, 2]):\n    return x") == "def sol(a=3, b=[1, 2]):"
+    )
 
 
 def test_answer_types() -> None:

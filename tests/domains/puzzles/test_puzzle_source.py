@@ -8,7 +8,9 @@ from openended.domains.puzzles.puzzle_source import PuzzleParseError, parse_puzz
 
 
 def test_a_continuation_of_a_numbered_header() -> None:
-    source = parse_puzzle("x: int, n=4):\n    return x * n == 12\n\ndef sol5(n=4):\n    return 12 // n\n")
+    source = parse_puzzle(
+        "x: int, n=4):\n    return x * n == 12\n\ndef sol5(n=4):\n    return 12 // n\n"
+    )
     assert source.ans_type == "int"
     assert source.sat.startswith("def sat(x: int, n=4):")
     assert source.sol.startswith("def sol(n=4):")
@@ -20,7 +22,10 @@ def test_a_fenced_block_and_trailing_prose() -> None:
         "```\nThis puzzle asks for a string."
     )
     assert parse_puzzle(text).ans_type == "str"
-    cut_off = "def sat(li: List[int]):\n    return len(li) == 2\n\ndef sol():\n    return [1, 2]\n\nIn this"
+    cut_off = (
+        "def sat(li: List[int]):\n    return len(li) == 2\n\ndef sol():\n    return [1, 2]"
+        "\n\nIn this"
+    )
     assert parse_puzzle(cut_off).ans_type == "List[int]"
 
 
@@ -29,8 +34,14 @@ def test_a_fenced_block_and_trailing_prose() -> None:
     [
         ("x: int):\n    return x == 3\n", "no function sol"),
         ("def sat(x):\n    return x == 3\n\ndef sol():\n    return 3", "no type annotation"),
-        ("def sat(x: int, n):\n    return x == n\n\ndef sol(n=1):\n    return n", "without defaults"),
-        ("def sat(x: int):\n    return x == 3\n\ndef sol(n):\n    return n", r"sol\(\.\.\.\) has arguments"),
+        (
+            "def sat(x: int, n):\n    return x == n\n\ndef sol(n=1):\n    return n",
+            "without defaults",
+        ),
+        (
+            "def sat(x: int):\n    return x == 3\n\ndef sol(n):\n    return n",
+            r"sol\(\.\.\.\) has arguments",
+        ),
         ("def sol():\n    return 3\n", "no function sat"),
         ("x: int)\n    return", "syntax error"),
     ],
@@ -49,6 +60,8 @@ def test_split_solution_keeps_the_docstring_apart() -> None:
 
 def test_fingerprint_ignores_names_and_formatting_but_not_constants() -> None:
     a = parse_puzzle("def sat(x: int):\n    return x*3 == 12\n\ndef sol():\n    return 4")
-    b = parse_puzzle("def sat(y: int):\n    return y * 3 == 12  # same\n\ndef sol():\n    return 2 + 2")
+    b = parse_puzzle(
+        "def sat(y: int):\n    return y * 3 == 12  # same\n\ndef sol():\n    return 2 + 2"
+    )
     c = parse_puzzle("def sat(x: int):\n    return x*3 == 15\n\ndef sol():\n    return 5")
     assert a.fingerprint == b.fingerprint != c.fingerprint

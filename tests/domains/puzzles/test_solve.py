@@ -27,7 +27,9 @@ def verifier() -> Iterator[PuzzleVerifier]:
         yield v
 
 
-@pytest.mark.parametrize(("n", "c", "k"), [(10, 0, 1), (10, 1, 1), (10, 3, 5), (10, 10, 10), (20, 7, 10)])
+@pytest.mark.parametrize(
+    ("n", "c", "k"), [(10, 0, 1), (10, 1, 1), (10, 3, 5), (10, 10, 10), (20, 7, 10)]
+)
 def test_pass_at_k_is_the_unbiased_estimator(n: int, c: int, k: int) -> None:
     assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
 

@@ -62,7 +62,9 @@ def test_a_solution_cannot_patch_the_checker(verifier: PuzzleVerifier) -> None:
 
 
 def test_a_puzzle_cannot_patch_later_checks(verifier: PuzzleVerifier) -> None:
-    tamper = "def sat(x: int):\n    import builtins\n    builtins.sum = lambda li: 30\n    return x == 3"
+    tamper = (
+        "def sat(x: int):\n    import builtins\n    builtins.sum = lambda li: 30\n    return x == 3"
+    )
     assert asyncio.run(verifier.check(tamper, "int", "3")).solved
     p = puzzle(3)  # sum(li) == 30 would now hold for any list, in a reused process
     assert not asyncio.run(verifier.check(p.sat, p.ans_type, "[1, 2, 3]")).solved
@@ -102,7 +104,9 @@ def test_reference_answers_of_the_shared_split_verify_when_present() -> None:
 
     async def run() -> list[bool]:
         with PuzzleVerifier() as v:
-            items = [(p.sat, p.ans_type, p.reference_solutions()[0]) for p in puzzles if p.sol_bodies]
+            items = [
+                (p.sat, p.ans_type, p.reference_solutions()[0]) for p in puzzles if p.sol_bodies
+            ]
             return [x.solved for x in await v.verify_many(items)]
 
     assert all(asyncio.run(run()))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openended.jsonl import read_jsonl
+
 ANSWER_TYPES = (
     "int",
     "float",
@@ -115,21 +117,15 @@ def load_puzzles(path: str | Path) -> list[Puzzle]:
     """Puzzles from a P3-format JSON file (a list of objects with at least ``name``,
     ``sat`` and ``ans_type``), or a JSONL file of such objects."""
     path = Path(path)
+    if path.suffix == ".jsonl":
+        return [
+            puzzle_from_json(entry, where=f"{path}: line {number}")
+            for number, entry in read_jsonl(path, PuzzleFileError)
+        ]
     try:
         text = path.read_text()
     except OSError as exc:
         raise PuzzleFileError(f"{path}: cannot read: {exc.strerror}") from None
-    if path.suffix == ".jsonl":
-        puzzles = []
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PuzzleFileError(f"{path}: line {line_no}: not JSON: {exc.msg}") from None
-            puzzles.append(puzzle_from_json(entry, where=f"{path}: line {line_no}"))
-        return puzzles
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
