@@ -76,6 +76,8 @@ class OperatorsConfig(_Strict):
     diff: OperatorConfig = Field(default_factory=OperatorConfig)
     rewrite: OperatorConfig = Field(default_factory=OperatorConfig)
     funsearch: OperatorConfig = Field(default_factory=OperatorConfig)
+    evol: OperatorConfig = Field(default_factory=OperatorConfig)
+    contrast: OperatorConfig = Field(default_factory=OperatorConfig)
 
     def items(self) -> list[tuple[str, OperatorConfig]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields]

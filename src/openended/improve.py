@@ -190,6 +190,10 @@ class ImproveLoop:
             step.seconds["finetune"] = round(time.perf_counter() - start, 1)
         else:
             self.log(f"[{arm} {iteration}] no verified data: the model is not changed")
+        earlier = next((x for x in self.steps if x.model == step.model and x.pass_at), None)
+        if earlier is not None:  # the model did not change: its pass@k is known
+            step.pass_at = dict(earlier.pass_at)
+            return step
         start = time.perf_counter()
         step.pass_at = self._evaluate(step.model)
         step.seconds["evaluate"] = round(time.perf_counter() - start, 1)
@@ -201,6 +205,7 @@ class ImproveLoop:
         self, folder: Path, model: str, iteration: int
     ) -> tuple[list[PuzzleSource], int]:
         from openended import api
+        from openended.progress import describe
 
         s = self.settings
         run_dir = folder / "run"
@@ -217,10 +222,14 @@ class ImproveLoop:
                 "solver_attempts": s.solver_attempts,
             },
         }
+
+        def on_batch(metrics: Any) -> None:
+            self.log(f"[qd {iteration}] {describe(metrics)}")
+
         if (run_dir / "run.sqlite").exists():
-            api.resume(run_dir)
+            api.resume(run_dir, on_batch=on_batch)
         else:
-            api.run(config, run_dir=run_dir)
+            api.run(config, run_dir=run_dir, on_batch=on_batch)
         seeds = {src.genome for src in self._seed_sources()}
         sources = [x for x in sources_from_run(run_dir, select="elites") if x.genome not in seeds]
         new = [x for x in sources_from_run(run_dir, select="valid") if x.genome not in seeds]

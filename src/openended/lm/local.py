@@ -156,6 +156,52 @@ class TransformersLM:
             for r, request in enumerate(requests)
         ]
 
+    async def option_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> list[list[float]]:
+        """For each raw prompt, the log-probability that the next token starts each option
+        (an option's first token, with or without a leading space, summed): one forward
+        pass per batch, no sampling. Used by judges to read a distribution over labels."""
+        return await asyncio.to_thread(self._option_logprobs, list(prompts), list(options))
+
+    def _option_logprobs(self, prompts: list[str], options: list[str]) -> list[list[float]]:
+        ids = [
+            sorted(
+                {
+                    self.tokenizer(variant, add_special_tokens=False)["input_ids"][0]
+                    for variant in (option, " " + option)
+                }
+            )
+            for option in options
+        ]
+        encoded = [list(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+        rows = [
+            _Row(i, 0, e, GenerationRequest(prompt=""), torch.Generator())
+            for i, e in enumerate(encoded)
+        ]
+        results: dict[int, list[float]] = {}
+        with self._lock, torch.inference_mode():
+            for chunk in self._chunks(sorted(rows, key=lambda r: len(r.prompt_ids))):
+                width = max(len(r.prompt_ids) for r in chunk)
+                input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+                attention = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, row in enumerate(chunk):
+                    input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
+                    attention[i, width - len(row.prompt_ids) :] = 1
+                positions = (attention.cumsum(-1) - 1).clamp(min=0)
+                out = self.model(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention.to(self.device),
+                    position_ids=positions.to(self.device),
+                    logits_to_keep=1,
+                )
+                logp = torch.log_softmax(out.logits[:, -1, :].float().cpu(), dim=-1)
+                for i, row in enumerate(chunk):
+                    results[row.request_index] = [
+                        float(torch.logsumexp(logp[i, option_ids], dim=0)) for option_ids in ids
+                    ]
+        return [results[i] for i in range(len(prompts))]
+
     def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:
         """Consecutive rows (sorted by prompt length) in batches of at most
         `max_batch_size` rows and `max_batch_tokens` padded prompt tokens."""

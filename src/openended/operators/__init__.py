@@ -10,6 +10,7 @@ from openended.operators.base import (
 from openended.operators.lmx import LMXCrossover
 from openended.operators.mutation import InstructionMutation
 from openended.operators.program import DiffMutation, FullRewrite, FunSearchCrossover
+from openended.operators.text import ContrastPrompt, EvolMutation
 
 OPERATORS: dict[str, type[Operator]] = {
     LMXCrossover.name: LMXCrossover,
@@ -17,6 +18,8 @@ OPERATORS: dict[str, type[Operator]] = {
     DiffMutation.name: DiffMutation,
     FullRewrite.name: FullRewrite,
     FunSearchCrossover.name: FunSearchCrossover,
+    EvolMutation.name: EvolMutation,
+    ContrastPrompt.name: ContrastPrompt,
 }
 
 __all__ = [

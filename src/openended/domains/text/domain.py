@@ -1,0 +1,187 @@
+"""Diverse text along user-defined axes: QDAIF (Bradley et al. 2023, arXiv 2310.13032) —
+MAP-Elites where AI feedback gives both the quality (fitness) and the place on each axis
+(descriptors). For evaluation sets (Perez et al. 2022, arXiv 2212.09251) and dataset
+augmentation (Evol-Instruct, Xu et al. 2023, arXiv 2304.12244)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openended.domains.base import Axis, Evaluation
+from openended.domains.text.axes import TextTask, load_task, parse_task
+from openended.domains.text.judge import Judge
+from openended.domains.text.seed_data import read_seed_texts
+from openended.lm.base import GenerationRequest, LanguageModel
+
+
+class TextConfig(BaseModel):
+    """Options of the ``[domain]`` table for ``name = "text"``. The task and axes come
+    from `axes_file`, or inline (`task`, `quality`, `axes`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    axes_file: Path | None = Field(None, description="TOML with task, quality and [[axes]]")
+    task: str | None = Field(None, description="inline: what to generate")
+    quality: str | None = Field(None, description="inline: the quality criterion")
+    axes: list[dict[str, Any]] | None = Field(None, description="inline: the axes")
+    seed_data: Path | None = Field(None, description="JSONL, CSV or saved HF dataset folder")
+    text_field: str = Field("text", description="the field/column holding the text")
+    seed_texts: list[str] | None = Field(None, description="inline seed texts")
+    max_seeds: int = Field(64, ge=1)
+    generated_seeds: int = Field(4, ge=1, description="written by the model when no seeds given")
+    judge_repeats: int = Field(1, ge=1, description="questions per axis, averaged")
+    judge_method: str = Field("auto", pattern="^(auto|logprobs|parsed)$")
+    min_chars: int = Field(12, ge=1)
+    max_chars: int = Field(1200, ge=2)
+
+
+class TextDomain:
+    """Texts for a task, placed on the axes by a judge model and scored for quality.
+
+    Fitness: the judge's quality score in [0, 1]. Descriptors: the bin of each axis that
+    the judge picks. The judge is the run's own model unless `use_judge` is called.
+    """
+
+    name: ClassVar[str] = "text"
+    Config: ClassVar[type[BaseModel]] = TextConfig
+    default_operator_weights: ClassVar[dict[str, float]] = {
+        "lmx": 0.35,
+        "evol": 0.35,
+        "contrast": 0.3,
+    }
+    operator_sampling: ClassVar[dict[str, dict[str, Any]]] = {
+        "lmx": {"max_tokens": 96, "stop": ("\n",)},
+        "evol": {"max_tokens": 128, "stop": ("\n\n",)},
+        "contrast": {"max_tokens": 96, "stop": ("\n",)},
+    }
+    fitness_floor = 0.0
+
+    def __init__(self, config: TextConfig, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        self.task: TextTask = self._load_task()
+        self.axes = tuple(
+            Axis(a.name, 0, len(a.bins), len(a.bins), a.description) for a in self.task.axes
+        )
+        self._seeds: list[str] = []
+        if config.seed_data is not None:
+            self._seeds = read_seed_texts(
+                config.seed_data, field=config.text_field, limit=config.max_seeds
+            )
+        elif config.seed_texts:
+            self._seeds = list(config.seed_texts[: config.max_seeds])
+        self.lm: LanguageModel | None = None
+        self.judge: Judge | None = None
+
+    def _load_task(self) -> TextTask:
+        c = self.config
+        inline = c.task is not None or c.axes is not None
+        if c.axes_file is not None and inline:
+            from openended.domains.text.axes import AxesFileError
+
+            raise AxesFileError("domain: give axes_file or inline task/axes, not both")
+        if c.axes_file is not None:
+            return load_task(c.axes_file)
+        data = {"task": c.task, "axes": c.axes}
+        if c.quality is not None:
+            data["quality"] = c.quality
+        return parse_task(data, source="[domain]")
+
+    # -- the contract -----------------------------------------------------------------------
+
+    def use_language_model(self, lm: LanguageModel) -> None:
+        """The judge (and the writer of seeds when none were given)."""
+        self.lm = lm
+        if self.judge is None:
+            self.use_judge(lm)
+        if not self._seeds:
+            self._seeds = self._write_seeds(lm)
+
+    def use_judge(self, lm: LanguageModel) -> None:
+        """Judge with another model than the one that writes."""
+        c = self.config
+        self.judge = Judge(lm, self.task, repeats=c.judge_repeats, method=c.judge_method, seed=0)
+
+    @property
+    def prompt_dir(self) -> Path | None:
+        return Path(__file__).parent / "prompts"
+
+    def prompt_context(self) -> Mapping[str, Any]:
+        return {
+            "description": self.task.task,
+            "task": self.task.task,
+            "quality": self.task.quality,
+            "axes": [
+                {"name": a.name, "description": a.description, "bins": a.bins}
+                for a in self.task.axes
+            ],
+        }
+
+    def seeds(self) -> Sequence[str]:
+        return list(self._seeds)
+
+    def _write_seeds(self, lm: LanguageModel) -> list[str]:
+        import asyncio
+
+        prompt = (
+            f"Write one example of {self.task.task}. It should be {self.task.quality}. "
+            "Reply with the example only, on one line."
+        )
+        requests = [
+            GenerationRequest(
+                messages=({"role": "user", "content": prompt},),
+                max_tokens=96,
+                temperature=1.0,
+                stop=("\n",),
+                seed=i,
+            )
+            for i in range(self.config.generated_seeds)
+        ]
+        results = asyncio.run(lm.generate(requests))
+        texts = [self.parse(r.generations[0].text) for r in results]
+        return [t for t in dict.fromkeys(texts) if t]
+
+    def parse(self, completion: str) -> str | None:
+        """The first non-empty paragraph, without list markers or quotes, if its length is
+        within [min_chars, max_chars]."""
+        text = completion.strip()
+        for prefix in ("- ", "* ", '"'):
+            text = text.removeprefix(prefix)
+        text = text.split("\n\n")[0].strip().strip('"').strip()
+        if text[:3].rstrip(".)").isdigit():  # "3. ..." / "12) ..."
+            text = text.split(" ", 1)[-1].strip()
+        if not self.config.min_chars <= len(text) <= self.config.max_chars:
+            return None
+        return text
+
+    def fingerprint(self, genome: str) -> str | None:
+        """Exact duplicates up to case, spacing and punctuation."""
+        normal = "".join(ch for ch in genome.lower() if ch.isalnum() or ch == " ")
+        return hashlib.sha1(" ".join(normal.split()).encode()).hexdigest()
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
+        if self.judge is None:
+            raise RuntimeError("the text domain needs a judge: call use_language_model(lm)")
+        judgements = await self.judge.judge(genomes)
+        results = []
+        for judgement in judgements:
+            metrics: dict[str, float] = {
+                "quality": judgement.quality,
+                "judge_logprobs": 1.0 if judgement.method == "logprobs" else 0.0,
+                "judge_unparsed": float(judgement.unparsed),
+            }
+            for axis, dist in zip(self.task.axes, judgement.distributions, strict=True):
+                for label, p in zip(axis.bins, dist, strict=True):
+                    metrics[f"{axis.name}={label}"] = p
+            results.append(
+                Evaluation(
+                    fitness=judgement.quality,
+                    descriptors=tuple(b + 0.5 for b in judgement.bins),
+                    metrics=metrics,
+                )
+            )
+        return results
