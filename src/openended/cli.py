@@ -16,6 +16,8 @@ from openended.config import ConfigError, load_config
 from openended.domains import UnknownDomainError
 from openended.domains.puzzles.p3 import PuzzleFileError
 from openended.domains.symbolic_regression.data import DataError
+from openended.domains.text.axes import AxesFileError
+from openended.domains.text.seed_data import SeedDataError
 from openended.engine.search import SearchError
 from openended.lm import embedded
 from openended.lm.factory import ModelNotFoundError
@@ -37,6 +39,8 @@ USER_ERRORS = (
     FileExistsError,
     PuzzleFileError,
     FinetuneError,
+    AxesFileError,
+    SeedDataError,
 )
 
 
@@ -262,6 +266,31 @@ def cmd_improve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_augment(args: argparse.Namespace) -> int:
+    from openended.domains.text.augment import augment_config, export_augmented
+    from openended.domains.text.axes import load_task
+
+    load_task(args.axes)  # a bad axes file fails here, before any model is loaded
+    config = augment_config(
+        args.data,
+        args.axes,
+        text_field=args.field,
+        runs_dir=args.runs_dir,
+        name=args.name,
+        max_lm_calls=args.max_lm_calls,
+        batch_size=args.batch_size,
+        model=args.model,
+        seed=args.seed,
+    )
+    resolved = load_config(config, args.set or [])
+    with SearchProgress(resolved.budget, console=console) as progress:
+        result = api.run(resolved, on_batch=progress.update)
+    _finish(result, report=not args.no_report)
+    for kind, path in export_augmented(result.run_dir).items():
+        console.print(f"{kind}: {path}", markup=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openended", description="Open-ended search with language models."
@@ -385,6 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
     improve.add_argument("--epochs", type=float, default=2.0)
     improve.add_argument("--seed", type=int, default=0)
     improve.set_defaults(func=cmd_improve)
+
+    augment = sub.add_parser(
+        "augment", help="place a dataset on your axes, fill the empty cells, export it"
+    )
+    augment.add_argument("data", type=Path, help="seed data: .jsonl, .csv, or a saved HF dataset")
+    augment.add_argument("--axes", type=Path, required=True, help="TOML: task, quality, [[axes]]")
+    augment.add_argument("--field", default="text", help="the field holding the text")
+    augment.add_argument("--max-lm-calls", type=int, default=8, help="search budget")
+    augment.add_argument("--batch-size", type=int, default=16)
+    augment.add_argument("--model", default="embedded")
+    augment.add_argument("--name")
+    augment.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    augment.add_argument("--seed", type=int, default=0)
+    add_set(augment)
+    augment.set_defaults(func=cmd_augment)
 
     model = sub.add_parser("model", help="the embedded model: fetch it, or show where it is")
     model.add_argument("action", choices=["fetch", "info"])

@@ -1,0 +1,177 @@
+"""The text domain with scripted writers and judges: placement, quality, provenance,
+log-probability and parsed judging, seed data, export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from openended import api, cli
+from openended.domains.text.axes import parse_task
+from openended.domains.text.judge import Judge, parse_option
+from openended.domains.text.seed_data import SeedDataError, read_seed_texts
+from openended.lm.base import GenerationRequest
+from openended.lm.scripted import ScriptedLM
+
+TASK = {
+    "task": "questions about plants",
+    "quality": "clear",
+    "axes": [
+        {"name": "difficulty", "description": "how hard", "levels": ["easy", "hard"]},
+        {"name": "topic", "description": "about what", "labels": ["roots", "leaves", "seeds"]},
+    ],
+}
+TEXTS = [
+    "An easy question about roots: what do roots do?",
+    "A hard question about leaves: why do leaves change colour in autumn?",
+    "A hard question about seeds: how do seeds know when to germinate?",
+    "An easy question about leaves: are leaves green?",
+]
+
+
+def answer_for(content: str) -> str:
+    """The option number whose label the text mentions (quality: 5 if 'clear' text)."""
+    text = content.split("Text:\n", 1)[1].split("\n\n", 1)[0].lower()
+    options = re.findall(r"^(\d)\. (.+)$", content, re.MULTILINE)
+    if "standard" in content:  # the quality question
+        return "5" if "?" in text else "2"
+    for number, label in options:
+        if label.split()[0] in text:
+            return number
+    return "nothing"
+
+
+def judge_script(request: GenerationRequest, sample: int) -> str:
+    if request.messages is not None:
+        return answer_for(request.messages[-1]["content"])
+    # a writer request: the next unused text
+    return TEXTS[(request.seed or 0) % len(TEXTS)]
+
+
+class LogprobLM(ScriptedLM):
+    """A scripted model that also gives next-token log-probabilities over options."""
+
+    def render(self, request: GenerationRequest) -> str:
+        assert request.messages is not None
+        return request.messages[-1]["content"]
+
+    async def option_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> list[list[float]]:
+        self.logprob_calls = getattr(self, "logprob_calls", 0) + 1
+        out = []
+        for prompt in prompts:
+            chosen = answer_for(prompt)
+            out.append([-0.1 if o == chosen else -5.0 for o in options])
+        return out
+
+
+def test_parse_option() -> None:
+    assert parse_option("2", 3) == 1
+    assert parse_option("Option 3.", 3) == 2
+    assert parse_option("7", 3) is None
+    assert parse_option("none", 3) is None
+
+
+@pytest.mark.parametrize("lm_class", [ScriptedLM, LogprobLM])
+def test_judge_places_texts_whatever_the_option_order(lm_class: type) -> None:
+    task = parse_task(TASK, source="test")
+    lm = lm_class(judge_script)
+    judge = Judge(lm, task, repeats=3, seed=1)
+    judgements = asyncio.run(judge.judge(TEXTS[:3]))
+    assert [j.bins for j in judgements] == [(0, 0), (1, 1), (1, 2)]
+    method = "logprobs" if lm_class is LogprobLM else "parsed"
+    assert {j.method for j in judgements} == {method}
+    assert all(j.quality > 0.9 for j in judgements)
+    if lm_class is ScriptedLM:
+        # categorical options are shuffled between repeats; ordinal ones are not
+        prompts = [
+            r.messages[-1]["content"]
+            for r in lm.requests
+            if "about what" in r.messages[-1]["content"]
+        ]
+        orders = {tuple(re.findall(r"^\d\. (\w+)", p, re.MULTILINE)) for p in prompts}
+        assert len(orders) > 1
+    else:
+        assert not lm.requests  # nothing was sampled
+
+
+def test_unparsed_answers_are_counted_and_do_not_place_the_text() -> None:
+    task = parse_task(TASK, source="test")
+    judge = Judge(ScriptedLM(["I cannot say"]), task)
+    (judgement,) = asyncio.run(judge.judge(["A question about nothing in particular?"]))
+    assert judgement.unparsed == 3  # two axes and quality
+    assert judgement.distributions[1] == (0.3333, 0.3333, 0.3333)
+
+
+def test_seed_data_formats(tmp_path: Path) -> None:
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"question": t}) for t in TEXTS))
+    assert read_seed_texts(jsonl, field="question") == TEXTS
+    table = tmp_path / "d.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "question"])
+        writer.writerows([[i, t] for i, t in enumerate(TEXTS)])
+    assert read_seed_texts(table, field="question", limit=2) == TEXTS[:2]
+    from datasets import Dataset
+
+    Dataset.from_list([{"question": t} for t in TEXTS]).save_to_disk(str(tmp_path / "hf"))
+    assert read_seed_texts(tmp_path / "hf", field="question") == TEXTS
+    with pytest.raises(SeedDataError, match="line 1: no string field 'text'"):
+        read_seed_texts(jsonl)
+    with pytest.raises(SeedDataError, match="no column 'text'; columns: id, question"):
+        read_seed_texts(table)
+    with pytest.raises(SeedDataError, match="no column 'text'"):
+        read_seed_texts(tmp_path / "hf")
+
+
+def test_augment_fills_cells_and_exports_with_provenance(tmp_path: Path) -> None:
+    data = tmp_path / "seeds.jsonl"
+    data.write_text(json.dumps({"text": TEXTS[0]}) + "\n")
+    axes = tmp_path / "axes.toml"
+    axes.write_text(
+        'task = "questions about plants"\nquality = "clear"\n'
+        '[[axes]]\nname = "difficulty"\ndescription = "how hard"\nlevels = ["easy", "hard"]\n'
+        '[[axes]]\nname = "topic"\ndescription = "about what"\n'
+        'labels = ["roots", "leaves", "seeds"]\n'
+    )
+    from openended.domains.text.augment import augment_config, export_augmented
+
+    config = augment_config(
+        data, axes, runs_dir=tmp_path / "runs", name="aug", max_lm_calls=2, batch_size=6
+    )
+    result = api.run(config, lm=LogprobLM(judge_script))
+    paths = export_augmented(result.run_dir)
+    rows = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
+    cells = {(r["difficulty"], r["topic"]) for r in rows}
+    assert cells == {("easy", "roots"), ("hard", "leaves"), ("hard", "seeds"), ("easy", "leaves")}
+    seed = next(r for r in rows if r["source"] == "seed")
+    assert seed["text"] == TEXTS[0] and seed["parents"] == []
+    child = next(r for r in rows if r["source"] == "generated")
+    assert child["operator"] in {"lmx", "evol", "contrast"} and child["parents"]
+    assert child["judge_method"] == "logprobs" and child["model"] == "scripted"
+    assert child["topic_probabilities"][child["topic"]] > 0.9
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(paths["hf_dataset"]))
+    assert dataset.num_rows == len(rows) and "text" in dataset.column_names
+    card = paths["card"].read_text()
+    assert "cells covered: 4 of 6 (the seed data alone: 1)" in card
+
+
+def test_augment_command_rejects_a_bad_axes_file_before_loading_a_model(
+    tmp_path: Path, capsys
+) -> None:
+    axes = tmp_path / "axes.toml"
+    axes.write_text('task = "x"\n[[axes]]\nname = "a"\ndescription = "d"\nlevels = ["one"]\n')
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello there world"}\n')
+    assert cli.main(["augment", str(data), "--axes", str(axes)]) == 2
+    assert "axes[0]: an axis needs at least 2 bins" in capsys.readouterr().err
