@@ -56,3 +56,28 @@ async def test_chat_messages_use_the_chat_template(embedded_lm) -> None:
     assert "<|im_start|>user\nSay hello.<|im_end|>" in embedded_lm.render(request)
     (result,) = await embedded_lm.generate([request])
     assert result.generations[0].text.strip()
+
+
+def test_min_p_keeps_tokens_within_a_factor_of_the_best() -> None:
+    import math
+
+    import torch
+
+    from openended.lm.local import _filter_min_p
+
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.25, 0.25, 0.25, 0.25]])
+    kept = _filter_min_p(probs.log(), torch.tensor([0.5, 0.5])).isfinite()
+    assert kept.tolist() == [[True, True, False, False], [True, True, True, True]]
+    assert _filter_min_p(probs.log(), torch.tensor([0.0, 0.0])).isfinite().all()
+    with pytest.raises(ValueError, match="min_p"):
+        GenerationRequest(prompt="x", min_p=1.0)
+    assert math.isclose(float(probs[0].sum()), 1.0)
+
+
+def test_option_logprobs_rank_the_obvious_answer_first(embedded_lm) -> None:
+    import asyncio
+
+    prompt = "Question: what is 2 + 2?\n1. four\n2. seven\nAnswer with the number only.\nAnswer:"
+    (scores,) = asyncio.run(embedded_lm.option_logprobs([prompt], ["1", "2"]))
+    assert len(scores) == 2 and all(s < 0 for s in scores)
+    assert scores[0] > scores[1]

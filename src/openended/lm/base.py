@@ -23,6 +23,9 @@ class GenerationRequest:
     max_tokens: int = 64
     temperature: float = 0.8
     top_p: float = 0.95
+    min_p: float = 0.0
+    """Min-p sampling (Nguyen et al. 2024, arXiv 2407.01082): drop tokens less likely than
+    ``min_p`` times the most likely one (0: off)."""
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
@@ -36,6 +39,8 @@ class GenerationRequest:
             raise ValueError(f"GenerationRequest.max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
             raise ValueError(f"GenerationRequest.temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.min_p < 1:
+            raise ValueError(f"GenerationRequest.min_p must be in [0, 1), got {self.min_p}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"GenerationRequest.top_p must be in (0, 1], got {self.top_p}")
 

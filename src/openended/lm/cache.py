@@ -27,6 +27,7 @@ def cache_key(model_id: str, request: GenerationRequest) -> str:
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
         "top_p": request.top_p,
+        "min_p": request.min_p,
         "stop": list(request.stop),
         "seed": request.seed,
         "logprobs": request.logprobs,

@@ -42,6 +42,14 @@ def _filter_top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
+def _filter_min_p(logits: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
+    """Min-p filtering (Nguyen et al. 2024, arXiv 2407.01082): keep tokens whose
+    probability is at least `min_p` times the row's largest; one `min_p` per row."""
+    probs = torch.softmax(logits, dim=-1)
+    threshold = probs.max(dim=-1, keepdim=True).values * min_p[:, None]
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
 class TransformersLM:
     """A causal LM from a local directory (or an HF id already in the local HF cache).
 
@@ -233,6 +241,7 @@ class TransformersLM:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
+        min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
         limits = [r.request.max_tokens for r in rows]
 
         generated: list[list[int]] = [[] for _ in rows]
@@ -253,7 +262,11 @@ class TransformersLM:
         last_position = positions[:, -1:]
         while True:
             chosen, chosen_logprob = self._sample(
-                logits, temperature[active], top_p[active], [rows[i].generator for i in active]
+                logits,
+                temperature[active],
+                top_p[active],
+                [rows[i].generator for i in active],
+                min_p[active],
             )
             keep: list[int] = []
             for k, i in enumerate(active):
@@ -313,11 +326,14 @@ class TransformersLM:
         temperature: torch.Tensor,
         top_p: torch.Tensor,
         generators: list[torch.Generator],
+        min_p: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw one token per row; temperature 0 means greedy."""
         greedy = temperature <= 0
         scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
         filtered = _filter_top_p(scaled, torch.where(greedy, torch.ones_like(top_p), top_p))
+        if min_p is not None and bool((min_p > 0).any()):
+            filtered = _filter_min_p(filtered, min_p)
         log_probs = torch.log_softmax(filtered, dim=-1)
         probs = log_probs.exp()
         chosen = torch.empty(len(generators), dtype=torch.long)

@@ -204,6 +204,8 @@ class OpenAICompatibleLM:
             temperature=request.temperature,
             top_p=request.top_p,
         )
+        if request.min_p:  # not in the OpenAI API; vLLM and llama.cpp servers accept it
+            common["extra_body"] = {"min_p": request.min_p}
         if request.stop:
             common["stop"] = list(request.stop)[:4]
         if request.seed is not None:

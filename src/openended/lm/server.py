@@ -37,6 +37,7 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=8192)
     temperature: float = Field(1.0, ge=0, le=5)
     top_p: float = Field(1.0, gt=0, le=1)
+    min_p: float = Field(0.0, ge=0, lt=1)
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
@@ -153,6 +154,7 @@ def create_app(
                 max_tokens=body.max_tokens or default_max_tokens,
                 temperature=body.temperature,
                 top_p=body.top_p,
+                min_p=body.min_p,
                 stop=body.stops(),
                 seed=None if body.seed is None else body.seed + i,
             )
@@ -197,6 +199,7 @@ def create_app(
             max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
+            min_p=body.min_p,
             stop=body.stops(),
             seed=body.seed,
         )

@@ -175,3 +175,18 @@ def test_augment_command_rejects_a_bad_axes_file_before_loading_a_model(
     data.write_text('{"text": "hello there world"}\n')
     assert cli.main(["augment", str(data), "--axes", str(axes)]) == 2
     assert "axes[0]: an axis needs at least 2 bins" in capsys.readouterr().err
+
+
+def test_embedding_descriptors_map_texts_on_the_seeds_principal_directions(tmp_path: Path) -> None:
+    config = {
+        "runs_dir": str(tmp_path),
+        "name": "emb",
+        "search": {"batch_size": 4},
+        "budget": {"max_lm_calls": 1, "max_seconds": 0},
+        "domain": {"name": "text", **TASK, "seed_texts": TEXTS[:3], "descriptors": "embedding"},
+    }
+    result = api.run(config, lm=LogprobLM(judge_script))
+    frame = result.archive
+    assert {"semantic_1", "semantic_2"} <= set(frame.columns)
+    assert len(frame) >= 3  # the three seeds land in different cells
+    assert frame["semantic_1"].abs().max() > 0

@@ -16,6 +16,7 @@ from openended.domains.base import Axis, Evaluation
 from openended.domains.text.axes import TextTask, load_task, parse_task
 from openended.domains.text.judge import Judge
 from openended.domains.text.seed_data import read_seed_texts
+from openended.embeddings import Embedder, Projection
 from openended.lm.base import GenerationRequest, LanguageModel
 
 
@@ -34,6 +35,12 @@ class TextConfig(BaseModel):
     seed_texts: list[str] | None = Field(None, description="inline seed texts")
     max_seeds: int = Field(64, ge=1)
     generated_seeds: int = Field(4, ge=1, description="written by the model when no seeds given")
+    descriptors: str = Field(
+        "judge",
+        pattern="^(judge|embedding)$",
+        description="judge: the axes' bins; embedding: a 2-D map of sentence embeddings",
+    )
+    embedding_bins: int = Field(10, ge=1, description="bins per embedding dimension")
     judge_repeats: int = Field(1, ge=1, description="questions per axis, averaged")
     judge_method: str = Field("auto", pattern="^(auto|logprobs|parsed)$")
     min_chars: int = Field(12, ge=1)
@@ -44,7 +51,9 @@ class TextDomain:
     """Texts for a task, placed on the axes by a judge model and scored for quality.
 
     Fitness: the judge's quality score in [0, 1]. Descriptors: the bin of each axis that
-    the judge picks. The judge is the run's own model unless `use_judge` is called.
+    the judge picks, or (``descriptors = "embedding"``) the text's coordinates on the two
+    principal directions of the seed texts' all-MiniLM-L6-v2 embeddings. The judge is the
+    run's own model unless `use_judge` is called.
     """
 
     name: ClassVar[str] = "text"
@@ -64,9 +73,7 @@ class TextDomain:
     def __init__(self, config: TextConfig, *, base_dir: Path | None = None) -> None:
         self.config = config
         self.task: TextTask = self._load_task()
-        self.axes = tuple(
-            Axis(a.name, 0, len(a.bins), len(a.bins), a.description) for a in self.task.axes
-        )
+        self.projection: Projection | None = None
         self._seeds: list[str] = []
         if config.seed_data is not None:
             self._seeds = read_seed_texts(
@@ -76,6 +83,26 @@ class TextDomain:
             self._seeds = list(config.seed_texts[: config.max_seeds])
         self.lm: LanguageModel | None = None
         self.judge: Judge | None = None
+        if config.descriptors == "embedding" and len(self._seeds) >= 2:
+            self._fit_projection()
+
+    def _fit_projection(self) -> None:
+        if len(self._seeds) < 2:
+            raise ValueError("embedding descriptors need at least 2 seed texts to fix the map")
+        self.projection = Projection(Embedder.shared().encode(self._seeds))
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        if self.config.descriptors == "embedding":
+            limit = self.projection.limit if self.projection is not None else 1.0
+            bins = self.config.embedding_bins
+            return tuple(
+                Axis(f"semantic_{i + 1}", -limit, limit, bins, "principal direction of seeds")
+                for i in range(2)
+            )
+        return tuple(
+            Axis(a.name, 0, len(a.bins), len(a.bins), a.description) for a in self.task.axes
+        )
 
     def _load_task(self) -> TextTask:
         c = self.config
@@ -100,6 +127,8 @@ class TextDomain:
             self.use_judge(lm)
         if not self._seeds:
             self._seeds = self._write_seeds(lm)
+        if self.config.descriptors == "embedding" and self.projection is None:
+            self._fit_projection()
 
     def use_judge(self, lm: LanguageModel) -> None:
         """Judge with another model than the one that writes."""
@@ -167,8 +196,18 @@ class TextDomain:
         if self.judge is None:
             raise RuntimeError("the text domain needs a judge: call use_language_model(lm)")
         judgements = await self.judge.judge(genomes)
+        coordinates: list[tuple[float, ...] | None] = [None] * len(genomes)
+        if self.projection is not None:
+            import asyncio
+
+            vectors = await asyncio.to_thread(Embedder.shared().encode, list(genomes))
+            limit = self.projection.limit * (1 - 1e-9)
+            coordinates = [
+                tuple(float(min(max(v, -limit), limit)) for v in row)
+                for row in self.projection(vectors)
+            ]
         results = []
-        for judgement in judgements:
+        for judgement, coords in zip(judgements, coordinates, strict=True):
             metrics: dict[str, float] = {
                 "quality": judgement.quality,
                 "judge_logprobs": 1.0 if judgement.method == "logprobs" else 0.0,
@@ -180,7 +219,7 @@ class TextDomain:
             results.append(
                 Evaluation(
                     fitness=judgement.quality,
-                    descriptors=tuple(b + 0.5 for b in judgement.bins),
+                    descriptors=coords or tuple(b + 0.5 for b in judgement.bins),
                     metrics=metrics,
                 )
             )
