@@ -77,14 +77,16 @@ def mean_pairwise_distance(vectors: np.ndarray) -> float:
 
 def vendi_score(vectors: np.ndarray) -> float:
     """The Vendi score (Friedman & Dieng 2022, arXiv 2210.02410) with the cosine kernel:
-    the exponential of the entropy of the eigenvalues of K / n — the effective number of
-    distinct items."""
-    from vendi_score import vendi
-
-    if len(vectors) == 0:
+    the exponential of the Shannon entropy of the eigenvalues of K / n — the effective
+    number of distinct items. (Computed here: the `vendi-score` package is unmaintained
+    and uses a SciPy namespace that SciPy 2 removes.)"""
+    n = len(vectors)
+    if n == 0:
         return 0.0
-    kernel = np.clip(vectors @ vectors.T, 0.0, None)
-    return float(vendi.score_K(kernel))
+    kernel = np.clip(vectors.astype(np.float64) @ vectors.T.astype(np.float64), 0.0, None)
+    eigenvalues = np.clip(np.linalg.eigvalsh(kernel / n), 0.0, None)
+    eigenvalues = eigenvalues[eigenvalues > 1e-12]
+    return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
