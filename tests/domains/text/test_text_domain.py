@@ -190,3 +190,38 @@ def test_embedding_descriptors_map_texts_on_the_seeds_principal_directions(tmp_p
     assert {"semantic_1", "semantic_2"} <= set(frame.columns)
     assert len(frame) >= 3  # the three seeds land in different cells
     assert frame["semantic_1"].abs().max() > 0
+
+
+@pytest.mark.slow
+def test_a_2x2_grid_on_the_embedded_model(tmp_path: Path, embedded_lm) -> None:
+    task = {
+        "task": "questions about animals",
+        "quality": "a clear question",
+        "axes": [
+            {"name": "difficulty", "description": "How hard is it", "levels": ["easy", "hard"]},
+            {"name": "animal", "description": "Which animal", "labels": ["cats", "birds"]},
+        ],
+    }
+    config = {
+        "runs_dir": str(tmp_path),
+        "name": "grid",
+        "search": {"batch_size": 4},
+        "budget": {"max_lm_calls": 2, "max_seconds": 0},
+        "domain": {"name": "text", **task, "generated_seeds": 2},
+    }
+    result = api.run(config, lm=embedded_lm)
+    import sqlite3
+
+    rows = (
+        sqlite3.connect(result.run_dir / "run.sqlite")
+        .execute("select operator, status, fitness, descriptors, metrics from candidates")
+        .fetchall()
+    )
+    valid = [r for r in rows if r[1] == "valid"]
+    assert any(r[0] == "seed" for r in valid) and any(r[0] != "seed" for r in valid)
+    for _, _, fitness, descriptors, metrics in valid:
+        m = json.loads(metrics)
+        assert 0 <= fitness <= 1 and m["judge_logprobs"] == 1.0  # the local model's logprobs
+        assert abs(m["animal=cats"] + m["animal=birds"] - 1) < 1e-3
+        assert all(d in (0.5, 1.5) for d in json.loads(descriptors))
+    assert 1 <= len(result.archive) <= 4
