@@ -40,8 +40,9 @@ def test_finetune_needs_a_puzzles_run(tmp_path: Path, small_config, scripted_lm)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "full"])
 def test_finetune_a_puzzles_run_into_a_model_that_runs(
-    tmp_path: Path, embedded_model_dir: Path
+    tmp_path: Path, embedded_model_dir: Path, method: str
 ) -> None:
     config = {
         "runs_dir": str(tmp_path),
@@ -64,13 +65,15 @@ def test_finetune_a_puzzles_run_into_a_model_that_runs(
             str(out),
             "--batch-size",
             "4",
+            "--method",
+            method,
         ]
     )
     assert code == 0
     info = json.loads((out / "openended_finetune.json").read_text())
     assert info["examples"] == 7  # six seeds and one new puzzle
     assert info["steps"] == 2 and all(loss > 0 for loss in info["losses"])
-    # the LoRA update was merged into the weights
+    # the update (LoRA: merged) is in the weights
     before = load_file(str(embedded_model_dir / "model.safetensors"))
     after = load_file(str(out / "model.safetensors"))
     name = next(k for k in after if k.endswith("q_proj.weight"))

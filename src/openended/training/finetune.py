@@ -135,27 +135,27 @@ def finetune(
                 if progress is not None:
                     progress(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}")
 
-    args = SFTConfig(
-        output_dir=str(out / "trainer"),
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.lr,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=settings.seed,
-        data_seed=settings.seed,
-        max_length=settings.max_length,
-        completion_only_loss=True,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        gradient_checkpointing=False,
-        log_level="error",
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers' renamed options
+        args = SFTConfig(
+            output_dir=str(out / "trainer"),
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.lr,
+            lr_scheduler_type="constant",
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            seed=settings.seed,
+            data_seed=settings.seed,
+            max_length=settings.max_length,
+            completion_only_loss=True,
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            gradient_checkpointing=False,
+            log_level="error",
+        )
         trainer = SFTTrainer(
             model=model,
             args=args,
