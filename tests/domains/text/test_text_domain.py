@@ -225,3 +225,21 @@ def test_a_2x2_grid_on_the_embedded_model(tmp_path: Path, embedded_lm) -> None:
         assert abs(m["animal=cats"] + m["animal=birds"] - 1) < 1e-3
         assert all(d in (0.5, 1.5) for d in json.loads(descriptors))
     assert 1 <= len(result.archive) <= 4
+
+
+class BiasedLogprobLM(LogprobLM):
+    """Right most of the time, but with a strong pull towards option 1 whatever it reads."""
+
+    async def option_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> list[list[float]]:
+        rows = await super().option_logprobs(prompts, options)
+        return [[v + (6.0 if i == 0 else 0.0) for i, v in enumerate(row)] for row in rows]
+
+
+def test_contextual_calibration_removes_a_position_bias() -> None:
+    task = parse_task(TASK, source="test")
+    raw = asyncio.run(Judge(BiasedLogprobLM(judge_script), task, calibrate=False).judge(TEXTS[:3]))
+    assert {j.bins for j in raw} == {(0, 0)}  # every text pulled to option 1
+    fixed = asyncio.run(Judge(BiasedLogprobLM(judge_script), task).judge(TEXTS[:3]))
+    assert [j.bins for j in fixed] == [(0, 0), (1, 1), (1, 2)]

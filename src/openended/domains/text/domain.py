@@ -43,6 +43,9 @@ class TextConfig(BaseModel):
     embedding_bins: int = Field(10, ge=1, description="bins per embedding dimension")
     judge_repeats: int = Field(1, ge=1, description="questions per axis, averaged")
     judge_method: str = Field("auto", pattern="^(auto|logprobs|parsed)$")
+    judge_calibrate: bool = Field(
+        True, description="divide log-probability judgements by a content-free prior"
+    )
     min_chars: int = Field(12, ge=1)
     max_chars: int = Field(1200, ge=2)
 

@@ -56,6 +56,8 @@ class Judge:
         seed: for option shuffles and sampled answers.
         method: ``auto`` (log-probabilities when the backend gives them), ``logprobs``
             or ``parsed``.
+        calibrate: with log-probabilities, divide by the distribution the judge gives for
+            a content-free text (contextual calibration), against position bias.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Judge:
         repeats: int = 1,
         seed: int = 0,
         method: str = "auto",
+        calibrate: bool = True,
     ) -> None:
         if repeats < 1:
             raise ValueError(f"judge repeats must be >= 1, got {repeats}")
@@ -73,6 +76,7 @@ class Judge:
         self.task = task
         self.repeats = repeats
         self.seed = seed
+        self.calibrate = calibrate
         scorer = getattr(lm, "option_logprobs", None)
         if method == "logprobs" and scorer is None:
             raise ValueError(f"{lm.model_id} gives no option log-probabilities; use 'parsed'")
@@ -157,16 +161,37 @@ class Judge:
     async def _by_logprobs(self, questions: Sequence[_Question]) -> list[np.ndarray]:
         render = getattr(self.lm, "render")  # noqa: B009  (the local backend's chat template)
         prompts = [render(GenerationRequest(messages=tuple(q.prompt))) for q in questions]
+        # contextual calibration (Zhao et al. 2021, arXiv 2102.09690): the same question
+        # about a content-free text gives the judge's prior over the option numbers (small
+        # models favour "1"); dividing by it removes that bias
+        blanks: dict[tuple[int, tuple[int, ...]], int] = {}
+        if self.calibrate:
+            for q in questions:
+                key = (q.axis_index, q.order)
+                if key not in blanks:
+                    axis = None if q.axis_index < 0 else self.task.axes[q.axis_index]
+                    blanks[key] = len(prompts)
+                    blank = self._messages("N/A", axis, q.options)
+                    prompts.append(render(GenerationRequest(messages=tuple(blank))))
+        sizes = [len(q.options) for q in questions]
+        blank_sizes = {index: len(order) for (_, order), index in blanks.items()}
         groups: dict[int, list[int]] = {}
-        for i, q in enumerate(questions):
-            groups.setdefault(len(q.options), []).append(i)
-        out: list[np.ndarray] = [np.zeros(0)] * len(questions)
+        for i in range(len(prompts)):
+            size = sizes[i] if i < len(questions) else blank_sizes[i]
+            groups.setdefault(size, []).append(i)
+        distributions: list[np.ndarray] = [np.zeros(0)] * len(prompts)
         for count, indices in groups.items():
             labels = [str(i + 1) for i in range(count)]
             logps = await self.lm.option_logprobs([prompts[i] for i in indices], labels)  # type: ignore[attr-defined]
             for i, row in zip(indices, logps, strict=True):
                 p = np.exp(np.array(row) - max(row))
-                out[i] = p / p.sum()
+                distributions[i] = p / p.sum()
+        out = []
+        for q, dist in zip(questions, distributions[: len(questions)], strict=True):
+            if self.calibrate:
+                dist = dist / np.maximum(distributions[blanks[(q.axis_index, q.order)]], 1e-6)
+                dist = dist / dist.sum()
+            out.append(dist)
         return out
 
     async def _by_parsing(
