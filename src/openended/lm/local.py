@@ -190,13 +190,7 @@ class TransformersLM:
         results: dict[int, list[float]] = {}
         with self._lock, torch.inference_mode():
             for chunk in self._chunks(sorted(rows, key=lambda r: len(r.prompt_ids))):
-                width = max(len(r.prompt_ids) for r in chunk)
-                input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-                attention = torch.zeros((len(chunk), width), dtype=torch.long)
-                for i, row in enumerate(chunk):
-                    input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
-                    attention[i, width - len(row.prompt_ids) :] = 1
-                positions = (attention.cumsum(-1) - 1).clamp(min=0)
+                input_ids, attention, positions = self._left_pad(chunk)
                 out = self.model(
                     input_ids=input_ids.to(self.device),
                     attention_mask=attention.to(self.device),
@@ -228,17 +222,22 @@ class TransformersLM:
             chunks.append(current)
         return chunks
 
-    def _decode(self, rows: list[_Row]) -> list[Generation]:
-        from transformers import DynamicCache
-
-        batch = len(rows)
+    def _left_pad(self, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input ids, attention mask and position ids of the rows' prompts, left-padded."""
         width = max(len(r.prompt_ids) for r in rows)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((batch, width), dtype=torch.long)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
             input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
             attention[i, width - len(row.prompt_ids) :] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        return input_ids, attention, positions
+
+    def _decode(self, rows: list[_Row]) -> list[Generation]:
+        from transformers import DynamicCache
+
+        batch = len(rows)
+        input_ids, attention, positions = self._left_pad(rows)
         temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
         min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
