@@ -140,3 +140,31 @@ def test_a_search_through_the_server(server: str, small_config, monkeypatch) -> 
         assert store.get_meta("model_id").startswith("SmolLM2-135M-Instruct (embedded)@")
     assert sum(c.status == "valid" for c in children) >= 3
     assert all(c.completion_tokens > 0 for c in children if c.status != "lm_error")
+
+
+def test_a_judge_reads_option_logprobs_through_the_server(
+    server: str, embedded_lm, monkeypatch
+) -> None:
+    from openended.domains.text.axes import parse_task
+    from openended.domains.text.judge import Judge
+    from openended.lm.openai_client import OpenAICompatibleLM
+
+    monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
+    task = parse_task(
+        {
+            "task": "questions about animals",
+            "axes": [{"name": "animal", "description": "Which animal", "labels": ["cat", "bird"]}],
+        },
+        source="test",
+    )
+    texts = ["Why do cats purr when they are happy?", "How do birds know where to fly in winter?"]
+    remote = asyncio.run(Judge(OpenAICompatibleLM(server), task).judge(texts))
+    local = asyncio.run(Judge(embedded_lm, task).judge(texts))
+    assert {j.method for j in remote} == {"logprobs"}
+    assert [j.bins for j in remote] == [j.bins for j in local]
+    for a, b in zip(remote, local, strict=True):
+        for x, y in zip(a.distributions[0], b.distributions[0], strict=True):
+            assert abs(x - y) < 0.02
+        # the quality question has 5 options; those outside the server's top 20 tokens are
+        # estimated, so quality agrees only roughly
+        assert abs(a.quality - b.quality) < 0.3

@@ -182,12 +182,35 @@ class TransformersLM:
             )
             for option in options
         ]
+        return [
+            [float(torch.logsumexp(logp[option_ids], dim=0)) for option_ids in ids]
+            for logp in self._next_token_logprobs(prompts)
+        ]
+
+    def next_token_top_logprobs(
+        self, prompts: Sequence[str], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """The `k` likeliest next tokens of each raw prompt, with their log-probabilities
+        (blocking; what ``top_logprobs`` of `serve-model` returns for the first token)."""
+        out = []
+        for logp in self._next_token_logprobs(list(prompts)):
+            values, indices = torch.topk(logp, k)
+            out.append(
+                [
+                    (self.tokenizer.decode([int(i)]), float(v))
+                    for v, i in zip(values, indices, strict=True)
+                ]
+            )
+        return out
+
+    def _next_token_logprobs(self, prompts: list[str]) -> list[torch.Tensor]:
+        """Log-softmax of the next-token logits after each prompt (batched, no sampling)."""
         encoded = [list(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
         rows = [
             _Row(i, 0, e, GenerationRequest(prompt=""), torch.Generator())
             for i, e in enumerate(encoded)
         ]
-        results: dict[int, list[float]] = {}
+        results: dict[int, torch.Tensor] = {}
         with self._lock, torch.inference_mode():
             for chunk in self._chunks(sorted(rows, key=lambda r: len(r.prompt_ids))):
                 input_ids, attention, positions = self._left_pad(chunk)
@@ -199,9 +222,7 @@ class TransformersLM:
                 )
                 logp = torch.log_softmax(out.logits[:, -1, :].float().cpu(), dim=-1)
                 for i, row in enumerate(chunk):
-                    results[row.request_index] = [
-                        float(torch.logsumexp(logp[i, option_ids], dim=0)) for option_ids in ids
-                    ]
+                    results[row.request_index] = logp[i]
         return [results[i] for i in range(len(prompts))]
 
     def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:

@@ -17,9 +17,10 @@ import json
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import openai
 
 from openended.lm.base import Generation, GenerationRequest, GenerationResult
@@ -154,6 +155,43 @@ class OpenAICompatibleLM:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def chat_option_logprobs(
+        self, conversations: Sequence[Sequence[Mapping[str, str]]], options: Sequence[str]
+    ) -> list[list[float]] | None:
+        """For each conversation, the log-probability that the reply starts with each
+        option, read from the first token's ``top_logprobs`` (one token, temperature 0).
+        None when the server gives no top log-probabilities (the judge then parses
+        sampled answers). An option missing from the top 20 gets the lowest listed
+        log-probability minus 1 (it is at most that likely)."""
+
+        async def one(messages: Sequence[Mapping[str, str]]) -> list[float] | None:
+            model = await self._model_name()
+            async with self._semaphore:
+                response = await self.client.chat.completions.create(
+                    model=model,
+                    messages=[dict(m) for m in messages],  # type: ignore[misc]
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=True,
+                    top_logprobs=20,
+                )
+            choice = response.choices[0] if response.choices else None
+            content = choice.logprobs.content if choice and choice.logprobs else None
+            if not content or not content[0].top_logprobs:
+                return None
+            scores: dict[str, list[float]] = {}
+            for alternative in content[0].top_logprobs:
+                scores.setdefault(alternative.token.strip(), []).append(alternative.logprob)
+            floor = min(a.logprob for a in content[0].top_logprobs) - 1.0
+            return [
+                float(np.logaddexp.reduce(scores[o])) if o in scores else floor for o in options
+            ]
+
+        rows = await asyncio.gather(*(one(c) for c in conversations))
+        if any(r is None for r in rows):
+            return None
+        return rows  # type: ignore[return-value]
 
     def _wait(self, attempt: int, exc: BaseException) -> float:
         asked = retry_after_seconds(exc)

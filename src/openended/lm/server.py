@@ -62,6 +62,7 @@ class ChatBody(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -204,14 +205,26 @@ def create_app(
             seed=body.seed,
         )
         result = await batcher.submit(request)
+        first_top: list[dict[str, Any]] = []
+        top_k = body.top_logprobs or 0
+        if body.logprobs and top_k and hasattr(model, "next_token_top_logprobs"):
+            # the first token's alternatives (what judges read); later tokens get none
+            prompt = model.render(request)  # type: ignore[attr-defined]
+            (pairs,) = await asyncio.to_thread(model.next_token_top_logprobs, [prompt], top_k)  # type: ignore[attr-defined]
+            first_top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in pairs]
         choices = []
         for i, g in enumerate(result.generations):
             logprobs = None
             if body.logprobs and g.logprobs is not None:
                 logprobs = {
                     "content": [
-                        {"token": "", "logprob": lp, "bytes": None, "top_logprobs": []}
-                        for lp in g.logprobs
+                        {
+                            "token": "",
+                            "logprob": lp,
+                            "bytes": None,
+                            "top_logprobs": first_top if position == 0 else [],
+                        }
+                        for position, lp in enumerate(g.logprobs)
                     ]
                 }
             choices.append(

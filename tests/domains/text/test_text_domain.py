@@ -243,3 +243,19 @@ def test_contextual_calibration_removes_a_position_bias() -> None:
     assert {j.bins for j in raw} == {(0, 0)}  # every text pulled to option 1
     fixed = asyncio.run(Judge(BiasedLogprobLM(judge_script), task).judge(TEXTS[:3]))
     assert [j.bins for j in fixed] == [(0, 0), (1, 1), (1, 2)]
+
+
+class NoTopLogprobsServer(ScriptedLM):
+    """Like a server that accepts top_logprobs but returns none."""
+
+    async def chat_option_logprobs(self, conversations, options):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_server_without_top_logprobs_falls_back_to_parsed_answers() -> None:
+    task = parse_task(TASK, source="test")
+    judge = Judge(NoTopLogprobsServer(judge_script), task)
+    assert judge.method == "logprobs"  # it tries first
+    judgements = asyncio.run(judge.judge(TEXTS[:2]))
+    assert {j.method for j in judgements} == {"parsed"}
+    assert [j.bins for j in judgements] == [(0, 0), (1, 1)]

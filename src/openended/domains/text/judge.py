@@ -77,10 +77,12 @@ class Judge:
         self.repeats = repeats
         self.seed = seed
         self.calibrate = calibrate
-        scorer = getattr(lm, "option_logprobs", None)
-        if method == "logprobs" and scorer is None:
+        local = hasattr(lm, "option_logprobs") and hasattr(lm, "render")
+        remote = hasattr(lm, "chat_option_logprobs")
+        if method == "logprobs" and not (local or remote):
             raise ValueError(f"{lm.model_id} gives no option log-probabilities; use 'parsed'")
-        self.method = "logprobs" if method != "parsed" and scorer is not None else "parsed"
+        self.method = "logprobs" if method != "parsed" and (local or remote) else "parsed"
+        self._remote = remote and not local
 
     # -- questions --------------------------------------------------------------------------
 
@@ -128,8 +130,14 @@ class Judge:
     async def judge(self, texts: Sequence[str]) -> list[Judgement]:
         """Judge every text (all questions go to the model in one batch)."""
         questions = self._questions(texts)
+        distributions = None
         if self.method == "logprobs":
-            distributions, unparsed = await self._by_logprobs(questions), [0] * len(questions)
+            distributions = await self._by_logprobs(questions)
+            if distributions is None:  # the server gave no top log-probabilities
+                self.method = "parsed"
+                questions = self._questions(texts)
+        if distributions is not None:
+            unparsed = [0] * len(questions)
         else:
             distributions, unparsed = await self._by_parsing(questions)
         per_text: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -158,8 +166,16 @@ class Judge:
             )
         return results
 
-    async def _by_logprobs(self, questions: Sequence[_Question]) -> list[np.ndarray]:
-        render = getattr(self.lm, "render")  # noqa: B009  (the local backend's chat template)
+    async def _by_logprobs(self, questions: Sequence[_Question]) -> list[np.ndarray] | None:
+        """Option distributions from next-token log-probabilities: rendered prompts for
+        the local backend, chat requests with ``top_logprobs`` for a server (None when
+        the server does not give them)."""
+        if self._remote:
+
+            def render(request: GenerationRequest) -> Any:
+                return request.messages
+        else:
+            render = getattr(self.lm, "render")  # noqa: B009  (the chat template)
         prompts = [render(GenerationRequest(messages=tuple(q.prompt))) for q in questions]
         # contextual calibration (Zhao et al. 2021, arXiv 2102.09690): the same question
         # about a content-free text gives the judge's prior over the option numbers (small
@@ -182,7 +198,13 @@ class Judge:
         distributions: list[np.ndarray] = [np.zeros(0)] * len(prompts)
         for count, indices in groups.items():
             labels = [str(i + 1) for i in range(count)]
-            logps = await self.lm.option_logprobs([prompts[i] for i in indices], labels)  # type: ignore[attr-defined]
+            batch = [prompts[i] for i in indices]
+            if self._remote:
+                logps = await self.lm.chat_option_logprobs(batch, labels)  # type: ignore[attr-defined]
+                if logps is None:
+                    return None
+            else:
+                logps = await self.lm.option_logprobs(batch, labels)  # type: ignore[attr-defined]
             for i, row in zip(indices, logps, strict=True):
                 p = np.exp(np.array(row) - max(row))
                 distributions[i] = p / p.sum()
