@@ -96,3 +96,27 @@ def test_bad_puzzle_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
     path.write_text('[{"name": "a", "ans_type": "int"}]')
     assert cli.main(["solve", str(path)]) == 2
     assert "puzzle 0: key 'sat' is missing" in capsys.readouterr().err
+
+
+def test_an_output_folder_made_with_other_settings_is_refused(tmp_path: Path, capsys) -> None:
+    puzzles = tmp_path / "puzzles.json"
+    puzzles.write_text(json.dumps(PUZZLES))
+    out = tmp_path / "out"
+    first = ImproveLoop(ImproveSettings(puzzles=puzzles, out_dir=out, held_out=0.5), log=print)
+    first._save()
+    ImproveLoop(ImproveSettings(puzzles=puzzles, out_dir=out, held_out=0.5), log=print)  # same
+    code = cli.main(
+        [
+            "improve",
+            "--puzzles",
+            str(puzzles),
+            "--out",
+            str(out),
+            "--held-out",
+            "0.5",
+            "--seed",
+            "3",
+        ]
+    )
+    assert code == 2
+    assert "made with other settings (seed" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from openended.domains.symbolic_regression.data import DataError
 from openended.domains.text.axes import AxesFileError
 from openended.domains.text.seed_data import SeedDataError
 from openended.engine.search import SearchError
+from openended.improve import ImproveError
 from openended.lm import embedded
 from openended.lm.factory import ModelNotFoundError
 from openended.operators import TemplateError
@@ -41,6 +42,7 @@ USER_ERRORS = (
     FinetuneError,
     AxesFileError,
     SeedDataError,
+    ImproveError,
 )
 
 

@@ -43,6 +43,10 @@ from openended.training.finetune import FinetuneSettings, finetune
 ARMS = ("qd", "naive")
 
 
+class ImproveError(ValueError):
+    """The loop cannot continue as asked (e.g. an output folder made with other settings)."""
+
+
 @dataclass
 class ImproveSettings:
     """What the loop does. `generate_calls` x `batch_size` completions per arm and
@@ -91,12 +95,12 @@ class ImproveLoop:
         self.out = Path(settings.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.record_path = self.out / "improve.json"
-        self.steps: list[Step] = self._load_steps()
         puzzles = load_puzzles(settings.puzzles)
         self.train, held_out = split_puzzles(
             puzzles, held_out=settings.held_out, seed=settings.seed
         )
         self.eval_set = held_out[: settings.eval_puzzles]
+        self.steps: list[Step] = self._load_steps()
         self.seeds_file = self.out / "seeds.json"
         save_puzzles(self.train, self.seeds_file)  # the loop never sees held-out families
 
@@ -106,13 +110,41 @@ class ImproveLoop:
         if not self.record_path.is_file():
             return []
         data = json.loads(self.record_path.read_text())
+        stored = data.get("settings", {})
+        current = self._settings_json()
+        changed = [
+            key
+            for key in (
+                "puzzles",
+                "model",
+                "held_out",
+                "eval_puzzles",
+                "samples",
+                "seed",
+                "generate_calls",
+                "batch_size",
+                "max_seeds",
+                "solver_attempts",
+                "with_seeds",
+            )
+            if key in stored and stored[key] != current[key]
+        ]
+        if changed or data.get("eval_puzzles", [p.name for p in self.eval_set]) != [
+            p.name for p in self.eval_set
+        ]:
+            what = ", ".join(changed) or "the held-out puzzles"
+            raise ImproveError(
+                f"{self.record_path} was made with other settings ({what}); "
+                "use another --out folder to start a new loop"
+            )
         return [Step(**s) for s in data.get("steps", [])]
+
+    def _settings_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self.settings), default=str))
 
     def _save(self) -> None:
         data = {
-            "settings": {
-                k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.settings).items()
-            },
+            "settings": self._settings_json(),
             "eval_puzzles": [p.name for p in self.eval_set],
             "steps": [asdict(s) for s in self.steps],
         }
@@ -384,4 +416,4 @@ def diversity(
     }
 
 
-__all__ = ["ARMS", "ImproveLoop", "ImproveSettings", "Puzzle", "Step", "diversity"]
+__all__ = ["ARMS", "ImproveError", "ImproveLoop", "ImproveSettings", "Puzzle", "Step", "diversity"]

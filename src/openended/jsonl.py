@@ -16,7 +16,7 @@ def read_jsonl(path: str | Path, error: type[Exception]) -> list[tuple[int, Any]
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}") from None
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is text
         if not line.strip():
             continue
         try:

@@ -67,6 +67,15 @@ class CachedLM:
     def model_id(self) -> str:
         return self.inner.model_id
 
+    PASSED_THROUGH = ("render", "option_logprobs", "chat_option_logprobs")
+
+    def __getattr__(self, name: str) -> object:
+        # judges read next-token log-probabilities (a forward pass, nothing sampled):
+        # those go to the inner model uncached, and only when it has them
+        if name in CachedLM.PASSED_THROUGH:
+            return getattr(self.__dict__["inner"], name)
+        raise AttributeError(name)
+
     @staticmethod
     def cacheable(request: GenerationRequest) -> bool:
         return request.seed is not None or request.temperature == 0

@@ -173,15 +173,25 @@ class TransformersLM:
         return await asyncio.to_thread(self._option_logprobs, list(prompts), list(options))
 
     def _option_logprobs(self, prompts: list[str], options: list[str]) -> list[list[float]]:
-        ids = [
-            sorted(
-                {
-                    self.tokenizer(variant, add_special_tokens=False)["input_ids"][0]
-                    for variant in (option, " " + option)
-                }
-            )
+        firsts = [
+            {
+                self.tokenizer(variant, add_special_tokens=False)["input_ids"][0]
+                for variant in (option, " " + option)
+            }
             for option in options
         ]
+        # a variant whose first token is only a space (" 1" -> "Ġ", "1" in SmolLM2) or is
+        # shared with another option says nothing about which option: leave it out
+        counts: dict[int, int] = {}
+        for tokens in firsts:
+            for token in tokens:
+                counts[token] = counts.get(token, 0) + 1
+        ids = []
+        for option, tokens in zip(options, firsts, strict=True):
+            kept = [t for t in tokens if counts[t] == 1 and self.tokenizer.decode([t]).strip()]
+            if not kept:
+                raise ValueError(f"option {option!r} has no first token of its own")
+            ids.append(sorted(kept))
         return [
             [float(torch.logsumexp(logp[option_ids], dim=0)) for option_ids in ids]
             for logp in self._next_token_logprobs(prompts)

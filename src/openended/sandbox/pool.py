@@ -236,13 +236,14 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop every worker and remove their scratch folders."""
-        if not self._closed:
-            _release_uids(self._reserved)
+        was_closed = self._closed
         self._closed = True
         for slot, process in list(self._processes.items()):
             if process is not None:
                 process.close()
                 self._processes[slot] = None
+        if not was_closed:  # only now that no worker runs as them
+            _release_uids(self._reserved)
         self._spawner.shutdown(wait=False)
 
     def __enter__(self) -> Sandbox:

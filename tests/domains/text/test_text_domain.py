@@ -259,3 +259,53 @@ def test_a_server_without_top_logprobs_falls_back_to_parsed_answers() -> None:
     judgements = asyncio.run(judge.judge(TEXTS[:2]))
     assert {j.method for j in judgements} == {"parsed"}
     assert [j.bins for j in judgements] == [(0, 0), (1, 1)]
+
+
+def test_list_markers_are_stripped_but_leading_numbers_kept() -> None:
+    from openended.domains.text.domain import TextConfig, TextDomain
+
+    domain = TextDomain(TextConfig(**TASK, seed_texts=["x" * 20]))
+    assert domain.parse("3. Why do leaves fall in autumn?") == "Why do leaves fall in autumn?"
+    assert domain.parse("12) What do roots do?") == "What do roots do?"
+    assert domain.parse("2024 saw record heat; why?") == "2024 saw record heat; why?"
+    assert domain.parse("- short") is None  # under min_chars
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path: Path) -> None:
+    from openended.jsonl import read_jsonl
+
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "a\u2028b"}, ensure_ascii=False) + "\n")
+    assert read_jsonl(path, ValueError) == [(1, {"text": "a\u2028b"})]
+
+
+def test_the_completion_cache_passes_log_probability_readers_through(tmp_path: Path) -> None:
+    from openended.lm.cache import CachedLM
+
+    cached = CachedLM(LogprobLM(judge_script), tmp_path / "c.sqlite")
+    judge = Judge(cached, parse_task(TASK, source="test"))
+    assert judge.method == "logprobs"
+    assert not hasattr(CachedLM(ScriptedLM(["x"]), tmp_path / "d.sqlite"), "option_logprobs")
+
+
+def test_augment_export_labels_come_from_the_judge_with_embedding_descriptors(
+    tmp_path: Path,
+) -> None:
+    from openended.domains.text.augment import export_augmented
+
+    config = {
+        "runs_dir": str(tmp_path),
+        "name": "emb",
+        "search": {"batch_size": 4},
+        "budget": {"max_lm_calls": 1, "max_seconds": 0},
+        "domain": {"name": "text", **TASK, "seed_texts": TEXTS[:3], "descriptors": "embedding"},
+    }
+    result = api.run(config, lm=LogprobLM(judge_script))
+    rows = [
+        json.loads(x)
+        for x in export_augmented(result.run_dir)["jsonl"].read_text().split("\n")
+        if x
+    ]
+    by_text = {r["text"]: r for r in rows}
+    assert by_text[TEXTS[1]]["difficulty"] == "hard" and by_text[TEXTS[1]]["topic"] == "leaves"
+    assert by_text[TEXTS[0]]["topic"] == "roots"

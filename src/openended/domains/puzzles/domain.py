@@ -104,7 +104,11 @@ class PuzzlesDomain:
             random_tries=config.random_tries,
         )
         self.lm: LanguageModel | None = None
-        self._seeds = self._load_seeds()
+        try:
+            self._seeds = self._load_seeds()
+        except BaseException:
+            self.verifier.close()
+            raise
 
     def _load_seeds(self) -> list[str]:
         puzzles = load_puzzles(self.config.seeds or SEEDS_FILE)

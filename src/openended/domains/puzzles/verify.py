@@ -2,9 +2,9 @@
 
 A solution is run alone in one sandbox pool; its answer comes back as a JSON value and
 is checked with ``sat`` in a second pool. So a solution cannot patch ``sat``, builtins
-or the checker (it never shares a process with them); with ``fresh_checker`` each check
-also gets a new process, so a puzzle written by the model cannot tamper with the checks
-of the puzzles after it.
+or the checker (it never shares a process with them); with ``fresh_checker`` every run
+(solution or check) gets a new process, so model-written code cannot tamper with the
+runs after it.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class PuzzleVerifier:
         check_limits: per run of ``sat``.
         isolation: sandbox isolation (see `Sandbox`).
         workers: runs at once per pool.
-        fresh_checker: a new checker process for every check (for model-written ``sat``).
+        fresh_checker: a new process for every run (for model-written puzzles).
         random_tries: random answers tried in the vacuity check.
     """
 
@@ -105,13 +105,18 @@ class PuzzleVerifier:
             limits=solution_limits or small,
             isolation=isolation,  # type: ignore[arg-type]
             workers=workers,
-        )
-        self.checks = Sandbox(
-            limits=check_limits or small,
-            isolation=isolation,  # type: ignore[arg-type]
-            workers=workers,
             recycle_after=1 if fresh_checker else 200,
         )
+        try:
+            self.checks = Sandbox(
+                limits=check_limits or small,
+                isolation=isolation,  # type: ignore[arg-type]
+                workers=workers,
+                recycle_after=1 if fresh_checker else 200,
+            )
+        except BaseException:
+            self.solutions.close()
+            raise
         self.random_tries = random_tries
 
     async def answer(self, solution: str) -> tuple[str | None, str | None]:

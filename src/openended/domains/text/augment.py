@@ -61,8 +61,7 @@ def export_augmented(run_dir: Path, *, out_dir: Path | None = None) -> dict[str,
         archive = archive_from_store(store)
         elite_ids = set(int(i) for i in archive.to_frame()["candidate_id"])
         records = {r.id: r for r in store.candidates()}
-    domain_options = config.get("domain", {})
-    task = load_task(domain_options["axes_file"])
+    task = _task_of(config.get("domain", {}))
     rows = []
     for cid in sorted(elite_ids):
         record = records[cid]
@@ -78,11 +77,10 @@ def export_augmented(run_dir: Path, *, out_dir: Path | None = None) -> dict[str,
             "quality": metrics.get("quality"),
             "judge_method": "logprobs" if metrics.get("judge_logprobs") else "parsed",
         }
-        for axis, value in zip(task.axes, record.descriptors or (), strict=False):
-            row[axis.name] = axis.bins[int(value)]
-            row[f"{axis.name}_probabilities"] = {
-                label: metrics.get(f"{axis.name}={label}") for label in axis.bins
-            }
+        for axis in task.axes:  # the judge's choice (also with embedding descriptors)
+            probabilities = {label: metrics.get(f"{axis.name}={label}") for label in axis.bins}
+            row[axis.name] = max(axis.bins, key=lambda label: probabilities[label] or 0.0)
+            row[f"{axis.name}_probabilities"] = probabilities
         rows.append(row)
     jsonl = out / "augmented.jsonl"
     with jsonl.open("w") as handle:
@@ -103,6 +101,16 @@ def export_augmented(run_dir: Path, *, out_dir: Path | None = None) -> dict[str,
     card = out / "README.md"
     card.write_text(data_card(task, rows, model_id=model_id, run_dir=run_dir))
     return {"jsonl": jsonl, "hf_dataset": hf, "card": card}
+
+
+def _task_of(options: dict[str, Any]) -> Any:
+    """The task of a text run's ``[domain]`` table: its axes file, or the inline keys."""
+    from openended.domains.text.axes import parse_task
+
+    if options.get("axes_file"):
+        return load_task(options["axes_file"])
+    inline = {k: options[k] for k in ("task", "quality", "axes") if options.get(k) is not None}
+    return parse_task(inline, source="the run's [domain] table")
 
 
 def data_card(task: Any, rows: Sequence[dict[str, Any]], *, model_id: str, run_dir: Path) -> str:

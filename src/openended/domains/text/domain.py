@@ -6,6 +6,7 @@ augmentation (Evol-Instruct, Xu et al. 2023, arXiv 2304.12244)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,7 +137,14 @@ class TextDomain:
     def use_judge(self, lm: LanguageModel) -> None:
         """Judge with another model than the one that writes."""
         c = self.config
-        self.judge = Judge(lm, self.task, repeats=c.judge_repeats, method=c.judge_method, seed=0)
+        self.judge = Judge(
+            lm,
+            self.task,
+            repeats=c.judge_repeats,
+            method=c.judge_method,
+            calibrate=c.judge_calibrate,
+            seed=0,
+        )
 
     @property
     def prompt_dir(self) -> Path | None:
@@ -184,8 +192,7 @@ class TextDomain:
         for prefix in ("- ", "* ", '"'):
             text = text.removeprefix(prefix)
         text = text.split("\n\n")[0].strip().strip('"').strip()
-        if text[:3].rstrip(".)").isdigit():  # "3. ..." / "12) ..."
-            text = text.split(" ", 1)[-1].strip()
+        text = re.sub(r"^\d+[.)]\s+", "", text)  # "3. ..." / "12) ..."
         if not self.config.min_chars <= len(text) <= self.config.max_chars:
             return None
         return text

@@ -44,6 +44,7 @@ class _Question:
     options: tuple[str, ...]
     order: tuple[int, ...]  # order[i] = the bin shown as option i + 1
     prompt: Any
+    repeat: int = 0
 
 
 class Judge:
@@ -121,7 +122,9 @@ class Judge:
                     seen.add(key)
                     options = tuple(bins[i] for i in order)
                     questions.append(
-                        _Question(t, a_index, options, key, self._messages(text, axis, options))
+                        _Question(
+                            t, a_index, options, key, self._messages(text, axis, options), repeat
+                        )
                     )
         return questions
 
@@ -225,9 +228,9 @@ class Judge:
                 n=1,
                 max_tokens=8,
                 temperature=0.0 if self.repeats == 1 else 0.7,
-                seed=_stable_hash(f"{self.seed}:{i}:{q.prompt}"),
+                seed=_stable_hash(f"{self.seed}:{q.repeat}:{q.prompt}"),  # not the position
             )
-            for i, q in enumerate(questions)
+            for q in questions
         ]
         results = await self.lm.generate(requests)
         dists, misses = [], []
