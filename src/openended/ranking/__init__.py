@@ -1,0 +1,1 @@
+"""Ranking outputs by pairwise human judgments: schedulers and Bradley-Terry fits."""
