@@ -25,7 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openended.domains.puzzles.domain import PUZZLE_STOPS, PuzzlesConfig, PuzzlesDomain
+from openended.domains.puzzles.domain import (
+    PUZZLE_STOPS,
+    PuzzlesConfig,
+    PuzzlesDomain,
+    seed_genomes,
+)
 from openended.domains.puzzles.p3 import Puzzle, answer_type_bin, load_puzzles, save_puzzles
 from openended.domains.puzzles.p3 import split_by_family as split_puzzles
 from openended.domains.puzzles.puzzle_source import PuzzleParseError, PuzzleSource, parse_puzzle
@@ -273,7 +278,7 @@ class ImproveLoop:
         from openended.operators import load_template
 
         s = self.settings
-        domain = self._domain(solver_attempts=0)
+        domain = PuzzlesDomain(self._domain_config(solver_attempts=0))
         try:
             template = load_template("lmx", override=None, domain_dir=domain.prompt_dir)
             seeds = [_Parent(g) for g in domain.seeds()]
@@ -322,22 +327,17 @@ class ImproveLoop:
         report = asyncio.run(go())
         return {f"pass@{k}": round(report.pass_at(k), 4) for k in s.ks if k <= s.samples}
 
-    def _domain(self, *, solver_attempts: int) -> PuzzlesDomain:
+    def _domain_config(self, *, solver_attempts: int) -> PuzzlesConfig:
         s = self.settings
-        config = PuzzlesConfig(
+        return PuzzlesConfig(
             seeds=self.seeds_file,
             max_seeds=s.max_seeds,
             split_seed=s.seed,
             solver_attempts=solver_attempts,
         )
-        return PuzzlesDomain(config)
 
     def _seed_sources(self) -> list[PuzzleSource]:
-        domain = self._domain(solver_attempts=0)
-        try:
-            return [parse_puzzle(g) for g in domain.seeds()]
-        finally:
-            domain.close()
+        return [parse_puzzle(g) for g in seed_genomes(self._domain_config(solver_attempts=0))]
 
     # -- report -----------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class PuzzlesDomain:
 
     def __init__(self, config: PuzzlesConfig, *, base_dir: Path | None = None) -> None:
         self.config = config
+        self._seeds = seed_genomes(config)  # before the sandboxes: a bad file leaks nothing
         self.axes = (
             Axis(
                 "answer_type",
@@ -104,27 +105,6 @@ class PuzzlesDomain:
             random_tries=config.random_tries,
         )
         self.lm: LanguageModel | None = None
-        try:
-            self._seeds = self._load_seeds()
-        except BaseException:
-            self.verifier.close()
-            raise
-
-    def _load_seeds(self) -> list[str]:
-        puzzles = load_puzzles(self.config.seeds or SEEDS_FILE)
-        if self.config.held_out:
-            puzzles, _ = split_by_family(
-                puzzles, held_out=self.config.held_out, seed=self.config.split_seed
-            )
-        genomes = []
-        for p in puzzles:
-            for solution in p.reference_solutions()[:1]:
-                try:
-                    genomes.append(parse_puzzle(f"{p.sat}\n\n{solution}").genome)
-                except (PuzzleParseError, ValueError):
-                    continue  # e.g. numbers over Python's digit limit for parsing
-        random.Random(self.config.split_seed).shuffle(genomes)
-        return genomes[: self.config.max_seeds]
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -231,6 +211,23 @@ class PuzzlesDomain:
 
     def close(self) -> None:
         self.verifier.close()
+
+
+def seed_genomes(config: PuzzlesConfig) -> list[str]:
+    """The seed (sat, sol) genomes a config names: a seeded sample of `max_seeds` puzzles
+    with a reference solution, held-out families left out. No sandbox needed."""
+    puzzles = load_puzzles(config.seeds or SEEDS_FILE)
+    if config.held_out:
+        puzzles, _ = split_by_family(puzzles, held_out=config.held_out, seed=config.split_seed)
+    genomes = []
+    for p in puzzles:
+        for solution in p.reference_solutions()[:1]:
+            try:
+                genomes.append(parse_puzzle(f"{p.sat}\n\n{solution}").genome)
+            except (PuzzleParseError, ValueError):
+                continue  # e.g. numbers over Python's digit limit for parsing
+    random.Random(config.split_seed).shuffle(genomes)
+    return genomes[: config.max_seeds]
 
 
 def _ast_size(code: str) -> int:
