@@ -3,7 +3,6 @@ as the completion, so that fine-tuning teaches exactly what pass@k measures."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -34,9 +33,11 @@ def sources_from_run(
 ) -> list[PuzzleSource]:
     """The verified puzzles of a ``puzzles`` run: its archive's elites (the QD-curated
     set) or every valid candidate."""
+    from openended.api import load_run_config
+
     run_dir = Path(run_dir)
     with RunStore(run_dir) as store:
-        domain = _domain_name(store)
+        domain = load_run_config(run_dir).domain_name
         if domain != "puzzles":
             raise FinetuneError(
                 f"{run_dir} is a {domain!r} run; fine-tuning on a run needs a 'puzzles' run "
@@ -55,14 +56,6 @@ def sources_from_run(
         except PuzzleParseError:
             continue
     return sources
-
-
-def _domain_name(store: RunStore) -> str:
-    try:
-        config = tomllib.loads(store.config_path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return "unknown"
-    return str(config.get("domain", {}).get("name", "unknown"))
 
 
 def distinct_sources(sources: Sequence[PuzzleSource]) -> list[PuzzleSource]:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from openended.domains.text.axes import load_task
 from openended.store.run_store import RunStore
 
 
@@ -53,15 +52,15 @@ def export_augmented(run_dir: Path, *, out_dir: Path | None = None) -> dict[str,
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "augmented"
     out.mkdir(parents=True, exist_ok=True)
-    with RunStore(run_dir) as store:
-        import tomllib
+    from openended.api import load_run_config
+    from openended.domains.text.domain import task_from_config
 
-        config = tomllib.loads(store.config_path.read_text())
+    task = task_from_config(load_run_config(run_dir).domain_options())  # type: ignore[arg-type]
+    with RunStore(run_dir) as store:
         model_id = store.get_meta("model_id", "unknown")
         archive = archive_from_store(store)
         elite_ids = set(int(i) for i in archive.to_frame()["candidate_id"])
         records = {r.id: r for r in store.candidates()}
-    task = _task_of(config.get("domain", {}))
     rows = []
     for cid in sorted(elite_ids):
         record = records[cid]
@@ -101,16 +100,6 @@ def export_augmented(run_dir: Path, *, out_dir: Path | None = None) -> dict[str,
     card = out / "README.md"
     card.write_text(data_card(task, rows, model_id=model_id, run_dir=run_dir))
     return {"jsonl": jsonl, "hf_dataset": hf, "card": card}
-
-
-def _task_of(options: dict[str, Any]) -> Any:
-    """The task of a text run's ``[domain]`` table: its axes file, or the inline keys."""
-    from openended.domains.text.axes import parse_task
-
-    if options.get("axes_file"):
-        return load_task(options["axes_file"])
-    inline = {k: options[k] for k in ("task", "quality", "axes") if options.get(k) is not None}
-    return parse_task(inline, source="the run's [domain] table")
 
 
 def data_card(task: Any, rows: Sequence[dict[str, Any]], *, model_id: str, run_dir: Path) -> str:

@@ -51,6 +51,21 @@ class TextConfig(BaseModel):
     max_chars: int = Field(1200, ge=2)
 
 
+def task_from_config(config: TextConfig) -> TextTask:
+    """The task of a ``[domain]`` table: its `axes_file`, or the inline keys."""
+    inline = config.task is not None or config.axes is not None
+    if config.axes_file is not None and inline:
+        from openended.domains.text.axes import AxesFileError
+
+        raise AxesFileError("domain: give axes_file or inline task/axes, not both")
+    if config.axes_file is not None:
+        return load_task(config.axes_file)
+    data: dict[str, Any] = {"task": config.task, "axes": config.axes}
+    if config.quality is not None:
+        data["quality"] = config.quality
+    return parse_task(data, source="[domain]")
+
+
 class TextDomain:
     """Texts for a task, placed on the axes by a judge model and scored for quality.
 
@@ -76,7 +91,7 @@ class TextDomain:
 
     def __init__(self, config: TextConfig, *, base_dir: Path | None = None) -> None:
         self.config = config
-        self.task: TextTask = self._load_task()
+        self.task: TextTask = task_from_config(config)
         self.projection: Projection | None = None
         self._seeds: list[str] = []
         if config.seed_data is not None:
@@ -85,7 +100,6 @@ class TextDomain:
             )
         elif config.seed_texts:
             self._seeds = list(config.seed_texts[: config.max_seeds])
-        self.lm: LanguageModel | None = None
         self.judge: Judge | None = None
         if config.descriptors == "embedding" and len(self._seeds) >= 2:
             self._fit_projection()
@@ -108,25 +122,10 @@ class TextDomain:
             Axis(a.name, 0, len(a.bins), len(a.bins), a.description) for a in self.task.axes
         )
 
-    def _load_task(self) -> TextTask:
-        c = self.config
-        inline = c.task is not None or c.axes is not None
-        if c.axes_file is not None and inline:
-            from openended.domains.text.axes import AxesFileError
-
-            raise AxesFileError("domain: give axes_file or inline task/axes, not both")
-        if c.axes_file is not None:
-            return load_task(c.axes_file)
-        data = {"task": c.task, "axes": c.axes}
-        if c.quality is not None:
-            data["quality"] = c.quality
-        return parse_task(data, source="[domain]")
-
     # -- the contract -----------------------------------------------------------------------
 
     def use_language_model(self, lm: LanguageModel) -> None:
         """The judge (and the writer of seeds when none were given)."""
-        self.lm = lm
         if self.judge is None:
             self.use_judge(lm)
         if not self._seeds:
