@@ -177,7 +177,8 @@ def test_augment_command_rejects_a_bad_axes_file_before_loading_a_model(
     assert "axes[0]: an axis needs at least 2 bins" in capsys.readouterr().err
 
 
-def test_embedding_descriptors_map_texts_on_the_seeds_principal_directions(tmp_path: Path) -> None:
+def embedding_run(tmp_path: Path) -> api.RunResult:
+    """A short text run with embedding descriptors, three seeds, a scripted writer/judge."""
     config = {
         "runs_dir": str(tmp_path),
         "name": "emb",
@@ -185,7 +186,11 @@ def test_embedding_descriptors_map_texts_on_the_seeds_principal_directions(tmp_p
         "budget": {"max_lm_calls": 1, "max_seconds": 0},
         "domain": {"name": "text", **TASK, "seed_texts": TEXTS[:3], "descriptors": "embedding"},
     }
-    result = api.run(config, lm=LogprobLM(judge_script))
+    return api.run(config, lm=LogprobLM(judge_script))
+
+
+def test_embedding_descriptors_map_texts_on_the_seeds_principal_directions(tmp_path: Path) -> None:
+    result = embedding_run(tmp_path)
     frame = result.archive
     assert {"semantic_1", "semantic_2"} <= set(frame.columns)
     assert len(frame) >= 3  # the three seeds land in different cells
@@ -293,14 +298,7 @@ def test_augment_export_labels_come_from_the_judge_with_embedding_descriptors(
 ) -> None:
     from openended.domains.text.augment import export_augmented
 
-    config = {
-        "runs_dir": str(tmp_path),
-        "name": "emb",
-        "search": {"batch_size": 4},
-        "budget": {"max_lm_calls": 1, "max_seconds": 0},
-        "domain": {"name": "text", **TASK, "seed_texts": TEXTS[:3], "descriptors": "embedding"},
-    }
-    result = api.run(config, lm=LogprobLM(judge_script))
+    result = embedding_run(tmp_path)
     rows = [
         json.loads(x)
         for x in export_augmented(result.run_dir)["jsonl"].read_text().split("\n")

@@ -152,15 +152,16 @@ async def solve_puzzles(
     of thousands of digits) is not sent to the model: it counts as unsolved, with the
     failure ``prompt too long``."""
     results: list[PuzzleResult] = []
-    fits = [p for p in puzzles if len(solve_prompt(p, shots=shots)) <= max_prompt_chars]
+    prompts = {p.name: solve_prompt(p, shots=shots) for p in puzzles}
+    fits = [p for p in puzzles if len(prompts[p.name]) <= max_prompt_chars]
     for p in puzzles:
-        if len(solve_prompt(p, shots=shots)) > max_prompt_chars:
+        if len(prompts[p.name]) > max_prompt_chars:
             results.append(PuzzleResult(p.name, samples, 0, failures={"prompt too long": samples}))
     for start in range(0, len(fits), chunk):
         part = fits[start : start + chunk]
         requests = [
             GenerationRequest(
-                prompt=solve_prompt(p, shots=shots),
+                prompt=prompts[p.name],
                 n=samples,
                 max_tokens=max_tokens,
                 temperature=temperature,
