@@ -152,7 +152,7 @@ class KnockoutThenBT:
         self.threshold = threshold
         self.contenders = contenders
         self.seed = seed
-        self.order = list(np.random.default_rng(seed).permutation(n))
+        self.order = [int(i) for i in np.random.default_rng(seed).permutation(n)]
 
     def next_pair(self, history: Sequence[Judgment]) -> tuple[int, int] | None:
         """The next pair to show, or None when done."""
@@ -248,7 +248,7 @@ class MergeInsertionSort:
     def __init__(self, n: int, *, seed: int = 0) -> None:
         self.n = n
         self.seed = seed
-        self.order = list(np.random.default_rng(seed).permutation(n))
+        self.order = [int(i) for i in np.random.default_rng(seed).permutation(n)]
 
     def next_pair(self, history: Sequence[Judgment]) -> tuple[int, int] | None:
         replay = _Replay(history, self.seed)
