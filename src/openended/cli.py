@@ -153,6 +153,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         args.input,
         db=args.db,
         raters=rater_names(args.raters) if args.raters else [],
+        create=args.export is None,  # exporting never starts an empty database
         mode=args.mode,
         budget=args.budget,
         threshold=args.threshold,

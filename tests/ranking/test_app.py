@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from openended.cli import main
 from openended.ranking.app import create_app
 from openended.ranking.export import write_exports
 from openended.ranking.inputs import RankInputError, load_rank_input
-from openended.ranking.session import open_session
+from openended.ranking.session import REPEAT_GAP, open_session
 from openended.ranking.store import RankingStoreError
 
 
@@ -88,9 +89,11 @@ def count_judgments(db: Path) -> int:
 
 
 def test_a_noiseless_rater_finds_the_best_of_each_prompt(ranked) -> None:
-    _, tokens, client, _ = ranked
+    session, tokens, client, _ = ranked
     view, count = Rater(client, tokens["alice"]).finish(honest)
-    assert view["done"] and count >= 2 * 7
+    schedule = [j for j in session.store.judgments() if j.kind == "schedule"]
+    assert view["done"] and 2 * 7 <= len(schedule) <= 2 * 17  # a bracket, at most the budget
+    assert count == len(session.store.judgments())
     assert [quality_of(c["html"]) for c in view["choices"]] == [7, 7]
     # The progress line counts comparisons and knows roughly how many are coming.
     first = Rater(client, tokens["bob"]).pair()
@@ -145,25 +148,81 @@ def test_undo_and_each_rater_sees_only_their_own(ranked) -> None:
     session, tokens, client, _ = ranked
     alice, bob = Rater(client, tokens["alice"]), Rater(client, tokens["bob"])
     first = alice.pair()
-    alice.post(first, "left")
+    assert first["last_judgment_id"] is None
+    judged = alice.post(first, "left").json()
+    latest = judged["next"]["last_judgment_id"]
+    assert latest == judged["judgment"]["id"]
     bob.post(bob.pair(), "right")
-    undone = client.post("/api/undo", headers=alice.headers)
+
+    def undo(judgment_id: int):
+        return client.post("/api/undo", headers=alice.headers, json={"judgment_id": judgment_id})
+
+    bobs = client.get("/api/judgments", headers=bob.headers).json()[0]["id"]
+    assert undo(bobs).status_code == 409  # not alice's: refused
+    undone = undo(latest)
     assert undone.status_code == 200
     assert undone.json()["undone"]["result"] == "left"
     assert undone.json()["next"] == first  # the same pair, same sides, is due again
+    replayed = undo(latest)  # a retried undo must not withdraw one more
+    assert replayed.status_code == 409 and "nothing to undo" in replayed.json()["detail"]
     mine = client.get("/api/judgments", headers=alice.headers).json()
     assert [(j["result"], j["undone"]) for j in mine] == [("left", True)]
     assert [j["result"] for j in client.get("/api/judgments", headers=bob.headers).json()] == [
         "right"
     ]
-    assert client.post("/api/undo", headers=alice.headers).status_code == 409  # nothing left
     assert alice.post(first, "right").status_code == 201
+    second = alice.pair()
+    alice.post(second, "left")
+    stale = undo(second["last_judgment_id"])  # not the latest any more
+    assert stale.status_code == 409 and "not this rater's latest" in stale.json()["detail"]
     assert [e["type"] for e in session.store.events()] == [
         "judgment",
         "judgment",
         "undo",
         "judgment",
+        "judgment",
     ]
+
+
+def test_concurrent_submissions_of_one_pair_record_it_once(ranked) -> None:
+    """Two tabs (threads) submit the same step at once: one is recorded, one refused."""
+    session, tokens, client, _ = ranked
+    alice = Rater(client, tokens["alice"])
+    view = alice.pair()
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(lambda r: alice.post(view, r).status_code, ["left", "right"] * 4))
+    assert codes == [201] + [409] * 7
+    assert count_judgments(session.store.path) == 1
+
+
+def test_outputs_are_escaped_and_code_is_highlighted(tmp_path: Path) -> None:
+    source = tmp_path / "outputs.jsonl"
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    fenced = "Use this:\n```python\ndef f():\n    return '<b>'\n```\nDone."
+    source.write_text(json.dumps({"prompt": evil, "candidates": [evil, fenced]}) + "\n")
+    session, tokens = open_session(source, raters=["alice"])
+    view = Rater(TestClient(create_app(session)), tokens["alice"]).pair()
+    by_id = {view["left"]["id"]: view["left"]["html"], view["right"]["id"]: view["right"]["html"]}
+    assert "<script>" not in by_id["0"] and "<img" not in by_id["0"]
+    assert "&lt;script&gt;" in by_id["0"]
+    assert 'class="hl"' in by_id["1"] and "&lt;b&gt;" in by_id["1"] and "Done." in by_id["1"]
+    session.store.close()
+
+
+def test_a_repeat_never_shows_a_recent_pair(tmp_path: Path) -> None:
+    source = tmp_path / "outputs.jsonl"
+    write_input(source, prompts=3, n=16)
+    session, tokens = open_session(source, raters=["alice", "bob"], repeat_rate=0.3)
+    client = TestClient(create_app(session))
+    for name in ("alice", "bob"):
+        Rater(client, tokens[name]).finish(honest)
+    judged = session.store.judgments()
+    repeats = [j for j in judged if j.kind == "repeat"]
+    assert len(repeats) >= 10
+    by_id = {j.id: j for j in judged}
+    for repeat in repeats:
+        assert repeat.step - by_id[repeat.repeat_of].step > REPEAT_GAP
+    session.store.close()
 
 
 def test_judgments_are_committed_and_a_restart_resumes_each_rater(tmp_path: Path) -> None:
@@ -197,6 +256,12 @@ def test_judgments_are_committed_and_a_restart_resumes_each_rater(tmp_path: Path
 def test_the_database_refuses_other_input_or_settings(tmp_path: Path) -> None:
     source = tmp_path / "outputs.jsonl"
     write_input(source)
+    for bad in ({"repeat_rate": 1.5}, {"threshold": 5}, {"budget": -3}, {"mode": "worst"}):
+        with pytest.raises(RankingStoreError, match=f"{next(iter(bad))} = .*: must be"):
+            open_session(source, **bad)
+    assert not (tmp_path / "outputs.ranking.sqlite").exists()  # refused before anything
+    with pytest.raises(RankingStoreError, match="no ranking database"):
+        open_session(source, create=False)
     session, _ = open_session(source, raters=["alice"], budget=20)
     session.store.close()
     with pytest.raises(RankingStoreError, match="budget = 20, not 30"):

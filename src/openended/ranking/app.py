@@ -31,7 +31,17 @@ class JudgmentIn(BaseModel):
     left: str
     right: str
     result: Literal["left", "right", "tie", "both_bad"]
-    seconds: float | None = Field(None, ge=0, description="time the rater took")
+    seconds: float | None = Field(
+        None, ge=0, le=86400, allow_inf_nan=False, description="time the rater took"
+    )
+
+
+class UndoIn(BaseModel):
+    """Which judgment to withdraw: it must be the rater's latest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judgment_id: int
 
 
 def _token(request: Request) -> str:
@@ -73,6 +83,8 @@ def create_app(session: RankingSession) -> FastAPI:
 
     def pair_view(name: str, due: Due | None) -> dict[str, Any]:
         progress = session.progress(name, due)
+        last = session.last_judgment(name)
+        undoable = last.id if last is not None else None
         if due is None:
             choices = []
             for k, prompt in enumerate(session.prompts):
@@ -85,7 +97,13 @@ def create_app(session: RankingSession) -> FastAPI:
                         "html": render(best.text, prompt.language),
                     }
                 )
-            return {"done": True, "rater": name, "progress": progress, "choices": choices}
+            return {
+                "done": True,
+                "rater": name,
+                "progress": progress,
+                "choices": choices,
+                "last_judgment_id": undoable,
+            }
         prompt = session.prompts[due.prompt_idx]
         left, right = prompt.candidates[due.left], prompt.candidates[due.right]
         return {
@@ -97,6 +115,7 @@ def create_app(session: RankingSession) -> FastAPI:
             "left": {"id": left.id, "html": render(left.text, prompt.language)},
             "right": {"id": right.id, "html": render(right.text, prompt.language)},
             "progress": progress,
+            "last_judgment_id": undoable,
         }
 
     def judgment_view(j: StoredJudgment) -> dict[str, Any]:
@@ -138,8 +157,8 @@ def create_app(session: RankingSession) -> FastAPI:
         return {"judgment": judgment_view(judgment), "next": pair_view(name, session.due(name))}
 
     @app.post("/api/undo")
-    def undo(name: str = Depends(rater)) -> dict[str, Any]:
-        undone = session.undo(name)
+    def undo(body: UndoIn, name: str = Depends(rater)) -> dict[str, Any]:
+        undone = session.undo(name, body.judgment_id)
         return {"undone": judgment_view(undone), "next": pair_view(name, session.due(name))}
 
     @app.get("/api/judgments")

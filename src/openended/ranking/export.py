@@ -14,9 +14,15 @@ from openended.ranking.session import RankingSession
 
 def preferences(session: RankingSession) -> list[dict[str, Any]]:
     """One row per decisive judgment, in TRL's preference format (``prompt``, ``chosen``,
-    ``rejected``) plus ``prompt_id``, ``margin`` (the difference of the two candidates'
-    Bradley-Terry scores fitted to every rater's judgments of the prompt; larger = a
-    clearer preference), ``rater``, the candidate ids and whether it was a QC repeat."""
+    ``rejected``) plus ``prompt_id``, ``margin``, ``rater``, the candidate ids, whether it
+    was a QC repeat, and whether QC flagged the rater.
+
+    ``margin`` is how much higher the pooled Bradley-Terry fit (every rater's judgments of
+    the prompt) scores the chosen candidate than the rejected one, and 0 where the fit
+    disagrees with this judgment: a reward model trained with a margin term
+    (``-log sigmoid(r_chosen - r_rejected - margin)``, Llama 2) then asks for clear gaps
+    only where everyone's judgments show one."""
+    flagged = {name for name, entry in qc(session)["raters"].items() if entry["flagged"]}
     rows = []
     for prompt_idx, prompt in enumerate(session.prompts):
         mean = session.scores(prompt_idx)["mean"]
@@ -29,11 +35,12 @@ def preferences(session: RankingSession) -> list[dict[str, Any]]:
                     "chosen": prompt.candidates[j.winner].text,
                     "rejected": prompt.candidates[j.loser].text,
                     "prompt_id": prompt.id,
-                    "margin": round(float(mean[j.winner] - mean[j.loser]), 4),
+                    "margin": round(max(0.0, float(mean[j.winner] - mean[j.loser])), 4),
                     "rater": j.rater,
                     "chosen_id": prompt.candidates[j.winner].id,
                     "rejected_id": prompt.candidates[j.loser].id,
                     "repeat": j.kind == "repeat",
+                    "rater_flagged": j.rater in flagged,
                 }
             )
     return rows

@@ -28,6 +28,7 @@ from openended.ranking.store import StoredJudgment
 
 MIN_CONSENSUS = 8  # judgments compared with the consensus before a rater can be flagged
 MIN_REPEATS = 4
+MIN_OTHERS = 2  # other raters needed on a prompt before it counts towards the consensus
 SIGNIFICANCE = 0.05
 
 
@@ -121,7 +122,9 @@ def _consensus_agreement(
     judgments: Sequence[StoredJudgment], sizes: Sequence[int]
 ) -> dict[str, tuple[int, int]]:
     """Per rater: (decisive choices that agree with the others' Bradley-Terry fit,
-    choices compared). Only pairs whose both candidates the others have judged count."""
+    choices compared). Only prompts judged by at least `MIN_OTHERS` other raters count
+    (with one other rater, an honest rater and a flipper would accuse each other), and only
+    pairs whose both candidates the others have judged."""
     by_prompt: dict[int, list[StoredJudgment]] = defaultdict(list)
     for j in judgments:
         by_prompt[j.prompt_idx].append(j)
@@ -129,7 +132,7 @@ def _consensus_agreement(
     for prompt_idx, judged in by_prompt.items():
         for rater in {j.rater for j in judged}:
             others = [j for j in judged if j.rater != rater]
-            if not others:
+            if len({j.rater for j in others}) < MIN_OTHERS:
                 continue
             seen = {i for j in others for i in (j.left_idx, j.right_idx)}
             mean, _ = bt_posterior(sizes[prompt_idx], [as_schedule_judgment(j) for j in others])

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,7 @@ from openended.ranking.schedule import (
 from openended.ranking.store import RESULTS, RankingStore, RankingStoreError, StoredJudgment
 
 Mode = Literal["best", "full"]
+REPEAT_GAP = 3  # a QC repeat re-shows a pair judged at least this many steps earlier
 MODES = ("best", "full")
 
 
@@ -105,7 +105,7 @@ class RankingSession:
         self.seed = seed
         self.prompts: list[RankPrompt] = store.prompts()
         self._index = {p.id: k for k, p in enumerate(self.prompts)}
-        self._lock = threading.RLock()
+        self._lock = store.lock  # one lock: the session's reads and the store's writes
         self._schedulers = [self._make_scheduler(k) for k in range(len(self.prompts))]
         self._next = lru_cache(maxsize=4096)(self._next_uncached)
 
@@ -166,14 +166,22 @@ class RankingSession:
     def _repeat_due(
         self, rater: str, prompt_idx: int, done: Sequence[StoredJudgment]
     ) -> StoredJudgment | None:
-        """An earlier pair to show again (sides swapped), on about `repeat_rate` of steps."""
-        if not done or done[-1].kind == "repeat":
+        """An earlier pair to show again (sides swapped), on about `repeat_rate` of steps;
+        never one of the last `REPEAT_GAP` pairs, so the rater does not simply remember."""
+        if len(done) <= REPEAT_GAP or done[-1].kind == "repeat":
             return None
         step = len(done)
         if _unit(self.seed, "repeat", rater, self.prompts[prompt_idx].id, step) >= self.repeat_rate:
             return None
         repeated = {j.repeat_of for j in done if j.kind == "repeat"}
-        options = [j for j in done if j.kind == "schedule" and j.id not in repeated]
+        recent = {frozenset((j.left_idx, j.right_idx)) for j in done[-REPEAT_GAP:]}
+        options = [
+            j
+            for j in done[:-REPEAT_GAP]
+            if j.kind == "schedule"
+            and j.id not in repeated
+            and frozenset((j.left_idx, j.right_idx)) not in recent
+        ]
         if not options:
             return None
         pick = _unit(self.seed, "which", rater, self.prompts[prompt_idx].id, step)
@@ -214,8 +222,7 @@ class RankingSession:
                 "repeat_of": due.repeat_of,
                 "seconds": seconds,
             }
-            judgment_id = self.store.insert_judgment(db, fields)
-        return next(j for j in self.store.judgments(rater=rater) if j.id == judgment_id)
+            return self.store.insert_judgment(db, fields)
 
     def _check_due(
         self, due: Due | None, prompt_idx: int, step: int, left_id: str, right_id: str
@@ -246,15 +253,25 @@ class RankingSession:
                 f"({expected[0]!r}, {expected[1]!r}); {where}",
             )
 
-    def undo(self, rater: str) -> StoredJudgment:
-        """Withdraw the rater's latest judgment; that pair is due again."""
+    def undo(self, rater: str, judgment_id: int) -> StoredJudgment:
+        """Withdraw the rater's latest judgment, `judgment_id` (named, so that a retried
+        or replayed undo cannot withdraw one more); that pair is due again."""
         with self._lock, self.store.transaction() as db:
-            mine = self.store.judgments(rater=rater)
-            if not mine:
+            last = self.last_judgment(rater)
+            if last is None:
                 raise RankRequestError(409, "nothing to undo: no judgments yet")
-            last = mine[-1]
+            if last.id != judgment_id:
+                raise RankRequestError(
+                    409,
+                    f"judgment {judgment_id} is not this rater's latest (that is {last.id}); "
+                    "only the latest judgment can be undone",
+                )
             self.store.mark_undone(db, last)
         return last
+
+    def last_judgment(self, rater: str) -> StoredJudgment | None:
+        mine = self.store.judgments(rater=rater)
+        return mine[-1] if mine else None
 
     # --- views -------------------------------------------------------------------
 
@@ -287,9 +304,10 @@ class RankingSession:
         return scheduler.leader(history)[0]
 
     def scores(self, prompt_idx: int) -> dict[str, Any]:
-        """Bradley-Terry scores of a prompt's candidates from every rater's judgments."""
+        """Bradley-Terry scores of a prompt's candidates from every rater's judgments
+        (QC repeats left out: they would count one pair twice)."""
         n = len(self.prompts[prompt_idx].candidates)
-        judged = self.store.judgments(prompt_idx=prompt_idx)
+        judged = [j for j in self.store.judgments(prompt_idx=prompt_idx) if j.kind == "schedule"]
         history = [as_schedule_judgment(j) for j in judged]
         mean, cov = bt_posterior(n, history)
         probabilities = p_best(mean, cov, seed=self.seed)
@@ -340,11 +358,31 @@ def rater_names(spec: str) -> list[str]:
     return names
 
 
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "mode": (lambda v: v in MODES, f"one of {', '.join(MODES)}"),
+    "budget": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+    "threshold": (lambda v: isinstance(v, int | float) and 0 < v <= 1, "in (0, 1]"),
+    "repeat_rate": (lambda v: isinstance(v, int | float) and 0 <= v < 1, "in [0, 1)"),
+    "seed": (lambda v: isinstance(v, int), "a whole number"),
+}
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Refuse unknown or out-of-range settings before anything is stored."""
+    for key, value in settings.items():
+        if key not in RULES:
+            raise RankingStoreError(f"unknown ranking setting {key!r}")
+        valid, allowed = RULES[key]
+        if not valid(value):
+            raise RankingStoreError(f"{key} = {value!r}: must be {allowed}")
+
+
 def open_session(
     source: str | Path,
     *,
     db: str | Path | None = None,
     raters: Sequence[str] = (),
+    create: bool = True,
     **settings: Any,
 ) -> tuple[RankingSession, dict[str, str]]:
     """Open (or create) the ranking database for `source` (a JSONL file or a run
@@ -354,13 +392,14 @@ def open_session(
     database; settings that differ from the stored ones are refused.
     """
     source = Path(source)
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown ranking setting {sorted(unknown)[0]!r}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    check_settings(given)
     prompts = load_rank_input(source)
-    store = RankingStore(Path(db) if db is not None else default_db_path(source))
+    path = Path(db) if db is not None else default_db_path(source)
+    if not create and not path.exists():
+        raise RankingStoreError(f"{path}: no ranking database (nothing has been judged yet)")
+    store = RankingStore(path)
     try:
-        given = {k: v for k, v in settings.items() if v is not None}
         store.initialise(prompts, input_fingerprint(prompts), DEFAULTS, given)
         tokens = store.add_raters(list(raters))
         session = RankingSession(store, **store.settings())

@@ -2,7 +2,9 @@
 
 Each judgment is committed before the server answers, so the next pair is only shown once
 the last choice is on disk. Judgments are never deleted: an undo marks one `undone`, and
-every submission and undo is also appended to the raw `events` table.
+every submission and undo is also appended to the raw `events` table. One connection is
+shared by the server's threads; a re-entrant lock serialises its use, and a transaction
+holds it from BEGIN to COMMIT, so no thread reads another's uncommitted writes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -94,6 +97,7 @@ class RankingStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.lock = threading.RLock()
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -107,24 +111,30 @@ class RankingStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT: a writer holds the lock from its first read."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.db.execute(sql, args).fetchall()
 
     # --- setup -------------------------------------------------------------------
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row["value"]) if row else default
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
-        )
+        with self.lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
 
     def initialise(
         self,
@@ -179,24 +189,23 @@ class RankingStore:
                     "INSERT OR IGNORE INTO raters (name, token, admin) VALUES (?, ?, ?)",
                     (name, secrets.token_urlsafe(16), admin),
                 )
-        rows = self.db.execute("SELECT name, token FROM raters ORDER BY rowid")
+        rows = self._read("SELECT name, token FROM raters ORDER BY rowid")
         return {row["name"]: row["token"] for row in rows}
 
     def rater_for_token(self, token: str) -> tuple[str, bool] | None:
-        row = self.db.execute("SELECT name, admin FROM raters WHERE token = ?", (token,))
-        found = row.fetchone()
-        return (found["name"], bool(found["admin"])) if found else None
+        rows = self._read("SELECT name, admin FROM raters WHERE token = ?", (token,))
+        return (rows[0]["name"], bool(rows[0]["admin"])) if rows else None
 
     def raters(self) -> list[str]:
-        rows = self.db.execute("SELECT name FROM raters WHERE admin = 0 ORDER BY rowid")
+        rows = self._read("SELECT name FROM raters WHERE admin = 0 ORDER BY rowid")
         return [row["name"] for row in rows]
 
     # --- reading -----------------------------------------------------------------
 
     def prompts(self) -> list[RankPrompt]:
         result = []
-        for row in self.db.execute("SELECT * FROM prompts ORDER BY idx").fetchall():
-            cands = self.db.execute(
+        for row in self._read("SELECT * FROM prompts ORDER BY idx"):
+            cands = self._read(
                 "SELECT candidate_id, text FROM candidates WHERE prompt_idx = ? ORDER BY idx",
                 (row["idx"],),
             )
@@ -227,11 +236,11 @@ class RankingStore:
         if not include_undone:
             clauses.append("undone = 0")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.db.execute(f"SELECT * FROM judgments {where} ORDER BY id", args)
+        rows = self._read(f"SELECT * FROM judgments {where} ORDER BY id", args)
         return [_judgment(row) for row in rows]
 
     def events(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM events ORDER BY id")
+        rows = self._read("SELECT * FROM events ORDER BY id")
         return [
             {"id": r["id"], "time": r["time"], "rater": r["rater"], "type": r["type"]}
             | json.loads(r["payload"])
@@ -240,7 +249,7 @@ class RankingStore:
 
     # --- writing (callers hold a transaction) ------------------------------------
 
-    def insert_judgment(self, db: sqlite3.Connection, judgment: dict[str, Any]) -> int:
+    def insert_judgment(self, db: sqlite3.Connection, judgment: dict[str, Any]) -> StoredJudgment:
         now = time.time()
         cursor = db.execute(
             "INSERT INTO judgments (rater, prompt_idx, step, kind, left_idx, right_idx, result,"
@@ -260,7 +269,8 @@ class RankingStore:
         )
         judgment_id = int(cursor.lastrowid or 0)
         self.log(db, judgment["rater"], "judgment", {"judgment_id": judgment_id, **judgment})
-        return judgment_id
+        rows = db.execute("SELECT * FROM judgments WHERE id = ?", (judgment_id,)).fetchall()
+        return _judgment(rows[0])
 
     def mark_undone(self, db: sqlite3.Connection, judgment: StoredJudgment) -> None:
         db.execute("UPDATE judgments SET undone = 1 WHERE id = ?", (judgment.id,))
