@@ -104,3 +104,17 @@ def test_random_pairs_spend_their_budget() -> None:
     scheduler = RandomPairs(10, budget=7, seed=0)
     history = run(scheduler, np.arange(10.0))
     assert len(history) == 7 and all(j.a != j.b for j in history)
+
+
+def test_the_top_up_never_asks_the_same_pair_twice_in_a_row() -> None:
+    rng = np.random.default_rng(4)
+    quality = rng.normal(0, 0.3, 12)  # close qualities: the top-up has work to do
+    scheduler = KnockoutThenBT(12, budget=40, threshold=1.0, seed=1)
+    history: list[Judgment] = []
+    while (pair := scheduler.next_pair(history)) is not None:
+        if history:
+            assert set(pair) != {history[-1].a, history[-1].b}
+        a, b = pair
+        p_a = 1 / (1 + np.exp(quality[b] - quality[a]))
+        history.append(Judgment(a, b, "a" if rng.random() < p_a else "b"))
+    assert len(history) == 40

@@ -7,8 +7,9 @@ was due.
 
 - `KnockoutThenBT`: a knockout bracket (N - 1 comparisons find a winner), then adaptive
   comparisons among the contenders, pairs chosen where the Bradley-Terry posterior is most
-  unsure which is best (fitted with `choix`, expectation propagation), until the leader is
-  the best with probability `threshold` or the budget is spent.
+  unsure which is best (the pair of contenders with the largest P(i best) * P(j best);
+  scores fitted with `choix`, expectation propagation), until the leader is the best with
+  probability `threshold` or the budget is spent.
 - `MergeInsertionSort`: a full ranking with merge-insertion (Ford & Johnson 1959), the
   comparison sort with the fewest comparisons for small N.
 - `RandomPairs`: uniformly random pairs, the baseline.
@@ -167,11 +168,14 @@ class KnockoutThenBT:
         probabilities = p_best(mean, cov, seed=self.seed + len(history))
         if probabilities.max() >= self.threshold:
             return None
-        top = list(np.argsort(-mean)[: self.contenders])
+        top = [int(i) for i in np.argsort(-mean)[: self.contenders]]
+        previous = {history[-1].a, history[-1].b}
         best_pair, best_value = None, -1.0
         for x in range(len(top)):
             for y in range(x + 1, len(top)):
-                i, j = int(top[x]), int(top[y])
+                i, j = top[x], top[y]
+                if {i, j} == previous:  # never the same pair twice in a row
+                    continue
                 value = probabilities[i] * probabilities[j]
                 if value > best_value:
                     best_pair, best_value = (i, j), value
