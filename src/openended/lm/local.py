@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import threading
 from collections.abc import Sequence
@@ -13,6 +14,13 @@ import numpy as np
 import torch
 
 from openended.lm.base import Generation, GenerationRequest, GenerationResult
+from openended.lm.speculative import (
+    SPECULATIVE_MODES,
+    AdaptiveLength,
+    PromptLookup,
+    SpeculationStats,
+    verify,
+)
 
 
 @dataclass
@@ -66,6 +74,8 @@ class TransformersLM:
             long prompts go in smaller batches so that attention memory stays bounded.
         dtype: torch dtype name.
         device: torch device.
+        speculative: "prompt-lookup" to decode with exact speculative sampling, drafts
+            copied from the prompt (`openended.lm.speculative`); "off" for plain decoding.
     """
 
     def __init__(
@@ -77,6 +87,7 @@ class TransformersLM:
         max_batch_tokens: int = 16384,
         dtype: str = "float32",
         device: str = "cpu",
+        speculative: str = "off",
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -105,6 +116,23 @@ class TransformersLM:
         self.eos_ids = frozenset(int(i) for i in eos_ids)
         self._lock = threading.Lock()
         self._unseeded = np.random.default_rng()
+        self._set_speculation(speculative)
+
+    def _set_speculation(self, mode: str) -> None:
+        if mode not in SPECULATIVE_MODES:
+            raise ValueError(
+                f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, got {mode!r}"
+            )
+        self.speculative = mode
+        self._drafter = PromptLookup() if mode == "prompt-lookup" else None
+        self._draft_length = AdaptiveLength()
+        self.stats = SpeculationStats()
+
+    def with_speculation(self, mode: str) -> TransformersLM:
+        """A copy that shares the weights, tokenizer and lock, decoding with `mode`."""
+        clone = copy.copy(self)
+        clone._set_speculation(mode)
+        return clone
 
     @classmethod
     def embedded(cls, **kwargs: object) -> TransformersLM:
@@ -265,6 +293,10 @@ class TransformersLM:
         return input_ids, attention, positions
 
     def _decode(self, rows: list[_Row]) -> list[Generation]:
+        """Decode a batch. With a drafter (`self.speculative`), each step feeds every row's
+        last token plus its draft and keeps what `speculative.verify` accepts, so a step
+        may emit several tokens; without one, the drafts are empty and this is plain
+        sampling. Rejected draft positions stay in the KV cache, masked out."""
         from transformers import DynamicCache
 
         batch = len(rows)
@@ -272,13 +304,11 @@ class TransformersLM:
         temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
         min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
-        limits = [r.request.max_tokens for r in rows]
-
-        generated: list[list[int]] = [[] for _ in rows]
-        logprobs: list[list[float]] = [[] for _ in rows]
-        finish: list[str | None] = [None] * batch
-        texts: list[str] = [""] * batch
+        drafter = self._drafter
+        lengths = [self._draft_length.start] * batch
+        state = _DecodeState(rows, self.tokenizer, self.eos_ids)
         active = list(range(batch))  # positions in `rows` still decoding
+        drafts: list[list[int]] = [[] for _ in rows]
         cache = DynamicCache()
         out = self.model(
             input_ids=input_ids.to(self.device),
@@ -288,89 +318,141 @@ class TransformersLM:
             logits_to_keep=1,
             **{self._cache_kw: cache},
         )
-        logits = out.logits[:, -1, :].float().cpu()
+        logits = out.logits[:, -1:, :].float().cpu()
+        # Where the last step's first token went; a step that fed a token and a draft at
+        # last_position.. and kept `accepted` of the draft puts the next token at
+        # last_position + 1 + accepted (the prefill counts as a step that fed its last token).
         last_position = positions[:, -1:]
         while True:
-            chosen, chosen_logprob = self._sample(
-                logits,
-                temperature[active],
-                top_p[active],
-                [rows[i].generator for i in active],
-                min_p[active],
+            width = logits.shape[1]
+            log_probs, targets = _distributions(
+                logits, temperature[active], top_p[active], min_p[active]
             )
-            keep: list[int] = []
+            keep, tokens, accepted = [], [], []
             for k, i in enumerate(active):
-                token = int(chosen[k])
-                if token in self.eos_ids:
-                    finish[i] = "eos"
-                    texts[i] = self.tokenizer.decode(generated[i], skip_special_tokens=True)
-                    continue
-                generated[i].append(token)
-                logprobs[i].append(float(chosen_logprob[k]))
-                stops = rows[i].request.stop
-                if stops:
-                    text = self.tokenizer.decode(generated[i], skip_special_tokens=True)
-                    cut = min((p for p in (text.find(s) for s in stops) if p >= 0), default=-1)
-                    if cut >= 0:
-                        finish[i], texts[i] = "stop", text[:cut]
-                        continue
-                if len(generated[i]) >= limits[i]:
-                    finish[i] = "length"
-                    texts[i] = self.tokenizer.decode(generated[i], skip_special_tokens=True)
-                    continue
-                keep.append(k)
+                draft = drafts[k]
+                greedy = bool(temperature[i] <= 0)
+                verdict = verify(
+                    targets[k, : len(draft) + 1], draft, None, None if greedy else rows[i].generator
+                )
+                self.stats.record(len(draft), verdict.accepted)
+                lengths[i] = self._draft_length.update(lengths[i], len(draft), verdict.accepted)
+                emitted = [*draft[: verdict.accepted], verdict.token]
+                alive = all(
+                    state.take(i, token, float(log_probs[k, j, token]))
+                    for j, token in enumerate(emitted)
+                )
+                accepted.append(verdict.accepted)
+                if alive:
+                    keep.append(k)
+                    tokens.append(verdict.token)
+            self.stats.forwards += 1
             if not keep:
                 break
+            if width > 1:  # mask the rejected and padded draft positions of the last step
+                for k, count in enumerate(accepted):
+                    attention[k, attention.shape[1] - width + 1 + count :] = 0
+            last_position = last_position + 1 + torch.tensor(accepted)[:, None]
             keep_tensor = torch.tensor(keep, dtype=torch.long)
             if len(keep) < len(active):
                 cache.batch_select_indices(keep_tensor.to(self.device))
                 attention = attention[keep_tensor]
                 last_position = last_position[keep_tensor]
-                chosen = chosen[keep_tensor]
             active = [active[k] for k in keep]
-            attention = torch.cat([attention, torch.ones((len(active), 1), dtype=torch.long)], 1)
-            last_position = last_position + 1
+            drafts = [
+                drafter.propose(rows[i].prompt_ids + state.generated[i], state.room(i, lengths[i]))
+                if drafter is not None
+                else []
+                for i in active
+            ]
+            step = 1 + max(len(d) for d in drafts)
+            step_ids = torch.full((len(active), step), self.pad_id, dtype=torch.long)
+            step_mask = torch.zeros((len(active), step), dtype=torch.long)
+            for k, (token, draft) in enumerate(zip(tokens, drafts, strict=True)):
+                step_ids[k, : 1 + len(draft)] = torch.tensor([token, *draft])
+                step_mask[k, : 1 + len(draft)] = 1
+            attention = torch.cat([attention, step_mask], 1)
+            step_positions = last_position + torch.arange(step)[None, :]
             out = self.model(
-                input_ids=chosen[:, None].to(self.device),
+                input_ids=step_ids.to(self.device),
                 attention_mask=attention.to(self.device),
-                position_ids=last_position.to(self.device),
+                position_ids=step_positions.to(self.device),
                 use_cache=True,
                 **{self._cache_kw: cache},
             )
-            logits = out.logits[:, -1, :].float().cpu()
+            logits = out.logits.float().cpu()
 
-        return [
-            Generation(
-                text=texts[i],
-                finish_reason=finish[i] or "length",  # type: ignore[arg-type]
-                prompt_tokens=len(rows[i].prompt_ids),
-                completion_tokens=len(generated[i]) + (1 if finish[i] == "eos" else 0),
-                logprobs=tuple(logprobs[i]),
-            )
-            for i in range(batch)
-        ]
+        return [state.generation(i) for i in range(batch)]
 
-    @staticmethod
-    def _sample(
-        logits: torch.Tensor,
-        temperature: torch.Tensor,
-        top_p: torch.Tensor,
-        generators: list[torch.Generator],
-        min_p: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw one token per row; temperature 0 means greedy."""
-        greedy = temperature <= 0
-        scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
-        filtered = _filter_top_p(scaled, torch.where(greedy, torch.ones_like(top_p), top_p))
-        if min_p is not None and bool((min_p > 0).any()):
-            filtered = _filter_min_p(filtered, min_p)
-        log_probs = torch.log_softmax(filtered, dim=-1)
-        probs = log_probs.exp()
-        chosen = torch.empty(len(generators), dtype=torch.long)
-        for k, gen in enumerate(generators):
-            if bool(greedy[k]):
-                chosen[k] = int(torch.argmax(logits[k]))
-            else:
-                chosen[k] = int(torch.multinomial(probs[k], 1, generator=gen))
-        picked = log_probs.gather(1, chosen[:, None]).squeeze(1)
-        return chosen, picked
+
+class _DecodeState:
+    """The tokens, log-probabilities and finish reasons of a batch being decoded."""
+
+    def __init__(self, rows: list[_Row], tokenizer: object, eos_ids: frozenset[int]) -> None:
+        self.rows = rows
+        self.tokenizer = tokenizer
+        self.eos = eos_ids
+        self.generated: list[list[int]] = [[] for _ in rows]
+        self.logprobs: list[list[float]] = [[] for _ in rows]
+        self.finish: list[str | None] = [None] * len(rows)
+        self.texts: list[str] = [""] * len(rows)
+
+    def _text(self, i: int) -> str:
+        return self.tokenizer.decode(self.generated[i], skip_special_tokens=True)  # type: ignore[attr-defined]
+
+    def take(self, i: int, token: int, logprob: float) -> bool:
+        """Append a token to row i; False when the row has finished (eos, a stop string,
+        or its token limit)."""
+        if token in self.eos:
+            self.finish[i], self.texts[i] = "eos", self._text(i)
+            return False
+        self.generated[i].append(token)
+        self.logprobs[i].append(logprob)
+        stops = self.rows[i].request.stop
+        if stops:
+            text = self._text(i)
+            cut = min((p for p in (text.find(s) for s in stops) if p >= 0), default=-1)
+            if cut >= 0:
+                self.finish[i], self.texts[i] = "stop", text[:cut]
+                return False
+        if len(self.generated[i]) >= self.rows[i].request.max_tokens:
+            self.finish[i], self.texts[i] = "length", self._text(i)
+            return False
+        return True
+
+    def room(self, i: int, length: int) -> int:
+        """Draft tokens worth proposing: the next token is always emitted, so at most
+        the tokens left after it."""
+        return max(0, min(length, self.rows[i].request.max_tokens - len(self.generated[i]) - 1))
+
+    def generation(self, i: int) -> Generation:
+        return Generation(
+            text=self.texts[i],
+            finish_reason=self.finish[i] or "length",  # type: ignore[arg-type]
+            prompt_tokens=len(self.rows[i].prompt_ids),
+            completion_tokens=len(self.generated[i]) + (1 if self.finish[i] == "eos" else 0),
+            logprobs=tuple(self.logprobs[i]),
+        )
+
+
+def _distributions(
+    logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities after temperature, top-p and min-p (for the reported logprobs)
+    and the target distributions to sample from (one-hot at the argmax for greedy rows),
+    for logits of shape (rows, positions, vocab)."""
+    rows, width, vocab = logits.shape
+    greedy = temperature <= 0
+    scale = torch.where(greedy, torch.ones_like(temperature), temperature)
+    flat = (logits / scale[:, None, None]).reshape(rows * width, vocab)
+    filtered = _filter_top_p(
+        flat, torch.where(greedy, torch.ones_like(top_p), top_p).repeat_interleave(width)
+    )
+    if bool((min_p > 0).any()):
+        filtered = _filter_min_p(filtered, min_p.repeat_interleave(width))
+    log_probs = torch.log_softmax(filtered, dim=-1).reshape(rows, width, vocab)
+    targets = log_probs.exp()
+    if bool(greedy.any()):
+        one_hot = torch.nn.functional.one_hot(logits.argmax(-1), vocab).to(targets.dtype)
+        targets = torch.where(greedy[:, None, None], one_hot, targets)
+    return log_probs, targets
