@@ -37,6 +37,11 @@ class ModelConfig(_Strict):
     )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
+    speculative: Literal["auto", "prompt-lookup", "off"] = Field(
+        "auto",
+        description="local: exact speculative sampling with prompt-lookup drafts; auto = for "
+        "rewrite/diff mutations where it is faster",
+    )
     model_name: str | None = Field(None, description="server: model name (default: its first)")
     api_key_env: str = Field("OPENAI_API_KEY", description="server: env var with the API key")
     endpoint: Literal["auto", "chat", "completions"] = Field(

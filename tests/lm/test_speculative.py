@@ -139,7 +139,7 @@ def test_measured_acceptance_rate_matches_sum_of_min_p_q() -> None:
 
 
 def test_prompt_lookup_copies_the_continuation_of_the_latest_match() -> None:
-    lookup = PromptLookup(max_ngram=3)
+    lookup = PromptLookup(max_ngram=3, min_ngram=1)
     tokens = [5, 6, 7, 8, 9, 1, 5, 6, 7, 2, 3, 5, 6, 7]
     assert lookup.propose(tokens, 4) == [2, 3, 5, 6]  # the later "5 6 7" is followed by 2 3
     assert lookup.propose([1, 2, 3], 4) == []  # nothing repeats
@@ -203,3 +203,27 @@ def test_sampled_speculative_output_respects_limits_and_seeds(speculative_lm) ->
             generation.finish_reason == "eos"
         )
         assert all(lp <= 0 for lp in generation.logprobs)
+
+
+@pytest.mark.slow
+def test_auto_mode_speculates_only_requests_that_ask(embedded_lm) -> None:
+    auto = embedded_lm.with_speculation("auto")
+    prompt = f"{PARENT}\n# Copy:\n"
+    auto.generate_sync([GenerationRequest(prompt=prompt, max_tokens=24, temperature=0.0)])
+    assert auto.stats.proposed == 0
+    flagged = GenerationRequest(prompt=prompt, max_tokens=24, temperature=0.0, speculate=True)
+    auto.generate_sync([flagged])
+    assert auto.stats.proposed > 0
+    off = embedded_lm.with_speculation("off")
+    off.generate_sync([flagged])
+    assert off.stats.proposed == 0
+    with pytest.raises(ValueError, match="speculative must be one of"):
+        embedded_lm.with_speculation("draft")
+
+
+def test_rewrite_and_diff_requests_ask_for_speculation() -> None:
+    from openended.operators.mutation import InstructionMutation
+    from openended.operators.program import DiffMutation, FullRewrite
+
+    assert DiffMutation.copies_parent and FullRewrite.copies_parent
+    assert not InstructionMutation.copies_parent

@@ -29,6 +29,10 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: bool = False
+    speculate: bool = False
+    """A hint that the completion copies much of the prompt (a rewrite of a parent): a
+    local backend in ``speculative = "auto"`` mode decodes it with exact speculative
+    sampling (the same output distribution, fewer forward passes)."""
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

@@ -32,6 +32,8 @@ def cache_key(model_id: str, request: GenerationRequest) -> str:
         "seed": request.seed,
         "logprobs": request.logprobs,
     }
+    if request.speculate:  # speculative decoding draws other samples from the same distribution
+        fields["speculate"] = True
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

@@ -50,6 +50,7 @@ def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:
         max_batch_tokens=config.max_batch_tokens,
         dtype=config.dtype,
         device=config.device,
+        speculative=config.speculative,
     )
     if config.name == "embedded":
         return TransformersLM.embedded(**options)

@@ -19,6 +19,7 @@ from openended.lm.speculative import (
     AdaptiveLength,
     PromptLookup,
     SpeculationStats,
+    speculates,
     verify,
 )
 
@@ -74,8 +75,10 @@ class TransformersLM:
             long prompts go in smaller batches so that attention memory stays bounded.
         dtype: torch dtype name.
         device: torch device.
-        speculative: "prompt-lookup" to decode with exact speculative sampling, drafts
-            copied from the prompt (`openended.lm.speculative`); "off" for plain decoding.
+        speculative: exact speculative sampling with drafts copied from the prompt
+            (`openended.lm.speculative`): "auto" for requests that ask for it
+            (`GenerationRequest.speculate`, set by the rewrite and diff operators) where it
+            is faster, "prompt-lookup" for every request, "off" for plain decoding.
     """
 
     def __init__(
@@ -87,7 +90,7 @@ class TransformersLM:
         max_batch_tokens: int = 16384,
         dtype: str = "float32",
         device: str = "cpu",
-        speculative: str = "off",
+        speculative: str = "auto",
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -124,7 +127,7 @@ class TransformersLM:
                 f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, got {mode!r}"
             )
         self.speculative = mode
-        self._drafter = PromptLookup() if mode == "prompt-lookup" else None
+        self._drafter = PromptLookup() if mode != "off" else None
         self._draft_length = AdaptiveLength()
         self.stats = SpeculationStats()
 
@@ -306,6 +309,7 @@ class TransformersLM:
         min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
         drafter = self._drafter
         lengths = [self._draft_length.start] * batch
+        drafting = [speculates(self.speculative, r.request.speculate) for r in rows]
         state = _DecodeState(rows, self.tokenizer, self.eos_ids)
         active = list(range(batch))  # positions in `rows` still decoding
         drafts: list[list[int]] = [[] for _ in rows]
@@ -326,7 +330,11 @@ class TransformersLM:
         while True:
             width = logits.shape[1]
             log_probs, targets = _distributions(
-                logits, temperature[active], top_p[active], min_p[active]
+                logits,
+                temperature[active],
+                top_p[active],
+                min_p[active],
+                [len(d) + 1 for d in drafts],
             )
             keep, tokens, accepted = [], [], []
             for k, i in enumerate(active):
@@ -359,9 +367,13 @@ class TransformersLM:
                 attention = attention[keep_tensor]
                 last_position = last_position[keep_tensor]
             active = [active[k] for k in keep]
+            # Wider steps cost more on CPU: a batch shares STEP_TOKENS positions per step.
+            share = max(1, STEP_TOKENS // len(active) - 1)
             drafts = [
-                drafter.propose(rows[i].prompt_ids + state.generated[i], state.room(i, lengths[i]))
-                if drafter is not None
+                drafter.propose(
+                    rows[i].prompt_ids + state.generated[i], state.room(i, min(lengths[i], share))
+                )
+                if drafter is not None and drafting[i]
                 else []
                 for i in active
             ]
@@ -383,6 +395,9 @@ class TransformersLM:
             logits = out.logits.float().cpu()
 
         return [state.generation(i) for i in range(batch)]
+
+
+STEP_TOKENS = 48  # draft tokens a batch verifies per step, at most (plus one per row)
 
 
 class _DecodeState:
@@ -436,23 +451,37 @@ class _DecodeState:
 
 
 def _distributions(
-    logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    needed: Sequence[int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities after temperature, top-p and min-p (for the reported logprobs)
     and the target distributions to sample from (one-hot at the argmax for greedy rows),
-    for logits of shape (rows, positions, vocab)."""
+    for logits of shape (rows, positions, vocab). Only the first `needed[r]` positions of
+    row r are computed (the rest are padding); the others are left at zero."""
     rows, width, vocab = logits.shape
-    greedy = temperature <= 0
-    scale = torch.where(greedy, torch.ones_like(temperature), temperature)
-    flat = (logits / scale[:, None, None]).reshape(rows * width, vocab)
-    filtered = _filter_top_p(
-        flat, torch.where(greedy, torch.ones_like(top_p), top_p).repeat_interleave(width)
-    )
+    counts = torch.tensor(needed)
+    row_of = torch.repeat_interleave(torch.arange(rows), counts)
+    position = torch.cat([torch.arange(c) for c in needed])
+    flat_index = row_of * width + position
+    picked = logits.reshape(rows * width, vocab)[flat_index]
+    greedy = (temperature <= 0)[row_of]
+    scale = torch.where(greedy, torch.ones_like(greedy, dtype=logits.dtype), temperature[row_of])
+    scaled = picked / scale[:, None]
+    nucleus = torch.where(greedy, torch.ones_like(scale), top_p[row_of])
+    if bool((nucleus < 1).any()):  # sorting the vocabulary is the costly part: skip it
+        scaled = _filter_top_p(scaled, nucleus)
     if bool((min_p > 0).any()):
-        filtered = _filter_min_p(filtered, min_p.repeat_interleave(width))
-    log_probs = torch.log_softmax(filtered, dim=-1).reshape(rows, width, vocab)
-    targets = log_probs.exp()
+        scaled = _filter_min_p(scaled, min_p[row_of])
+    picked_log_probs = torch.log_softmax(scaled, dim=-1)
+    picked_targets = picked_log_probs.exp()
     if bool(greedy.any()):
-        one_hot = torch.nn.functional.one_hot(logits.argmax(-1), vocab).to(targets.dtype)
-        targets = torch.where(greedy[:, None, None], one_hot, targets)
-    return log_probs, targets
+        one_hot = torch.nn.functional.one_hot(picked.argmax(-1), vocab).to(picked_targets.dtype)
+        picked_targets = torch.where(greedy[:, None], one_hot, picked_targets)
+    log_probs = torch.zeros(rows * width, vocab, dtype=picked_log_probs.dtype)
+    targets = torch.zeros_like(log_probs)
+    log_probs[flat_index] = picked_log_probs
+    targets[flat_index] = picked_targets
+    return log_probs.reshape(rows, width, vocab), targets.reshape(rows, width, vocab)

@@ -20,13 +20,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SPECULATIVE_MODES = ("off", "prompt-lookup")
+SPECULATIVE_MODES = ("auto", "prompt-lookup", "off")
+
+
+def speculates(mode: str, request_hint: bool) -> bool:
+    """Does a request's row draft? Always in "prompt-lookup" mode; in "auto" mode when the
+    request asks for it (`GenerationRequest.speculate`). Never a function of the batch:
+    a sampled row's tokens depend on whether it speculates (the same distribution, other
+    draws), and a request's output must depend on its seed only."""
+    return mode == "prompt-lookup" or (mode == "auto" and request_hint)
 
 
 @dataclass
 class SpeculationStats:
     """Counts over a model's decoding: draft tokens proposed and accepted, target forward
-    passes (prefills included) and tokens emitted."""
+    passes (prefills included) and row-steps (one row verified after one forward)."""
 
     proposed: int = 0
     accepted: int = 0
@@ -113,7 +121,7 @@ class PromptLookup:
     (Saxena 2023, "prompt lookup decoding"). Its q is a point mass, so verification
     accepts a draft token with probability p(token)."""
 
-    def __init__(self, max_ngram: int = 3, min_ngram: int = 1) -> None:
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 2) -> None:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
 
@@ -135,7 +143,7 @@ class AdaptiveLength:
     """Per-row draft length: longer after a fully accepted draft, shorter after a
     rejection (the heuristic of transformers' assisted generation)."""
 
-    def __init__(self, start: int = 4, low: int = 1, high: int = 16) -> None:
+    def __init__(self, start: int = 4, low: int = 1, high: int = 10) -> None:
         self.start, self.low, self.high = start, low, high
 
     def update(self, current: int, proposed: int, accepted: int) -> int:

@@ -77,6 +77,8 @@ class Operator:
     default_parents: ClassVar[int] = 1
     default_stop: ClassVar[tuple[str, ...]] = ("\n",)
     default_max_tokens: ClassVar[int] = 40
+    copies_parent: ClassVar[bool] = False
+    """The completion repeats much of the parent: requests ask for speculative sampling."""
 
     def __init__(
         self,
@@ -130,4 +132,5 @@ class Operator:
             top_p=self.sampling.top_p,
             stop=self.sampling.stop,
             seed=seed,
+            speculate=self.copies_parent,
         )

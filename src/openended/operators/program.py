@@ -42,6 +42,7 @@ class DiffMutation(Operator):
     so that even small models start in the format."""
 
     name: ClassVar[str] = "diff"
+    copies_parent: ClassVar[bool] = True
     default_stop: ClassVar[tuple[str, ...]] = ()
     default_max_tokens: ClassVar[int] = 384
 
@@ -77,6 +78,7 @@ class FullRewrite(Operator):
     header and docstring and the model writes the body."""
 
     name: ClassVar[str] = "rewrite"
+    copies_parent: ClassVar[bool] = True
     default_stop: ClassVar[tuple[str, ...]] = ("\n```",)
     default_max_tokens: ClassVar[int] = 384
 
