@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from openended.lm.base import Generation, GenerationRequest, GenerationResult, LanguageModel
+from openended.sqlite import connect_wal
 
 
 def cache_key(model_id: str, request: GenerationRequest) -> str:
@@ -53,9 +53,7 @@ class CachedLM:
         self.inner = inner
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = connect_wal(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT NOT NULL,"
             " generations TEXT NOT NULL)"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from openended.ranking.inputs import Candidate, RankPrompt
+from openended.sqlite import connect_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,11 +99,7 @@ class RankingStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.lock = threading.RLock()
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db = connect_wal(self.path, synchronous="FULL")  # a judgment survives power loss
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

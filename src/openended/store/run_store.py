@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openended.sqlite import connect_wal
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -138,11 +140,7 @@ class RunStore:
                 f"{self.run_dir} is not an openended run directory (no {self.DB_NAME})"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db = connect_wal(self.path)
         self.db.executescript(SCHEMA)
         if create and self.get_meta("schema_version") is None:
             self.set_meta("schema_version", SCHEMA_VERSION)
