@@ -37,10 +37,15 @@ class ModelConfig(_Strict):
     )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = "cpu"
-    speculative: Literal["auto", "prompt-lookup", "off"] = Field(
+    speculative: Literal["auto", "prompt-lookup", "draft-model", "off"] = Field(
         "auto",
-        description="local: exact speculative sampling with prompt-lookup drafts; auto = for "
-        "rewrite/diff mutations where it is faster",
+        description="local: exact speculative sampling; auto = prompt-lookup drafts for "
+        "rewrite/diff mutations",
+    )
+    draft_model: str | None = Field(
+        None,
+        description="local: for speculative = 'draft-model', a smaller model folder "
+        "(or 'embedded') sharing the tokenizer",
     )
     model_name: str | None = Field(None, description="server: model name (default: its first)")
     api_key_env: str = Field("OPENAI_API_KEY", description="server: env var with the API key")
@@ -56,6 +61,12 @@ class ModelConfig(_Strict):
     @property
     def is_remote(self) -> bool:
         return self.name.startswith(("http://", "https://"))
+
+    @model_validator(mode="after")
+    def _draft_model_given(self) -> ModelConfig:
+        if self.speculative == "draft-model" and not self.draft_model:
+            raise ValueError("speculative = 'draft-model' needs draft_model (a model folder)")
+        return self
 
 
 class OperatorConfig(_Strict):

@@ -227,3 +227,22 @@ def test_rewrite_and_diff_requests_ask_for_speculation() -> None:
 
     assert DiffMutation.copies_parent and FullRewrite.copies_parent
     assert not InstructionMutation.copies_parent
+
+
+@pytest.mark.slow
+def test_a_draft_model_keeps_greedy_output_and_the_sampled_distribution(embedded_lm) -> None:
+    """The embedded model drafting for itself: q = p, so greedy output is unchanged and
+    almost every draft token is accepted (sampled ones too: min(1, p/q) = 1)."""
+    drafted = embedded_lm.with_speculation("draft-model", draft_model=embedded_lm)
+    greedy = GenerationRequest(prompt=f"{PARENT}\n# Again:\n", n=2, max_tokens=30, temperature=0.0)
+    sampled = GenerationRequest(
+        prompt=f"{PARENT}\n# Copy:\n", max_tokens=30, temperature=0.8, seed=3
+    )
+    plain = embedded_lm.with_speculation("off").generate_sync([greedy])[0]
+    fast, draws = drafted.generate_sync([greedy, sampled])
+    assert [g.text for g in plain.generations] == [g.text for g in fast.generations]
+    assert drafted.stats.acceptance_rate > 0.95
+    assert draws.generations[0].completion_tokens > 0
+    assert drafted.stats.steps < 0.6 * sum(
+        g.completion_tokens for r in (fast, draws) for g in r.generations
+    )

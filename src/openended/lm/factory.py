@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openended.config import ModelConfig
 from openended.lm.base import LanguageModel
+
+if TYPE_CHECKING:
+    from openended.lm.local import TransformersLM
 
 
 class ModelNotFoundError(ValueError):
@@ -43,27 +47,35 @@ def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:
             max_retries=config.max_retries,
             seed=seed,
         )
-    from openended.lm.local import TransformersLM
-
-    options = dict(
+    options: dict[str, object] = dict(
         max_batch_size=config.max_batch_size,
         max_batch_tokens=config.max_batch_tokens,
         dtype=config.dtype,
         device=config.device,
-        speculative=config.speculative,
     )
-    if config.name == "embedded":
+    if config.speculative == "draft-model":
+        assert config.draft_model is not None  # ModelConfig checks
+        draft = _local_model(config.draft_model, "model.draft_model", options)
+        options["draft_model"] = draft
+    return _local_model(config.name, "model.name", {**options, "speculative": config.speculative})
+
+
+def _local_model(name: str, key: str, options: dict[str, object]) -> TransformersLM:
+    """'embedded', a local model folder, or a model id in the local Hugging Face cache."""
+    from openended.lm.local import TransformersLM
+
+    if name == "embedded":
         return TransformersLM.embedded(**options)
-    path = Path(config.name).expanduser()
+    path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"model.name: {path} has no config.json (not a model folder)")
+            raise ModelNotFoundError(f"{key}: {path} has no config.json (not a model folder)")
         return TransformersLM(path, **options)  # type: ignore[arg-type]
     # a Hugging Face id: only models already in the local HF cache (no downloads at run time)
     try:
-        return TransformersLM(config.name, model_id=config.name, **options)  # type: ignore[arg-type]
+        return TransformersLM(name, model_id=name, **options)  # type: ignore[arg-type]
     except OSError as exc:
         raise ModelNotFoundError(
-            f"model.name: {config.name!r} is not 'embedded', not a local model folder, and not a "
+            f"{key}: {name!r} is not 'embedded', not a local model folder, and not a "
             f"model in the local Hugging Face cache ({exc.__class__.__name__})"
         ) from None

@@ -17,6 +17,7 @@ from openended.lm.base import Generation, GenerationRequest, GenerationResult
 from openended.lm.speculative import (
     SPECULATIVE_MODES,
     AdaptiveLength,
+    DraftAsk,
     PromptLookup,
     SpeculationStats,
     speculates,
@@ -75,10 +76,12 @@ class TransformersLM:
             long prompts go in smaller batches so that attention memory stays bounded.
         dtype: torch dtype name.
         device: torch device.
-        speculative: exact speculative sampling with drafts copied from the prompt
-            (`openended.lm.speculative`): "auto" for requests that ask for it
-            (`GenerationRequest.speculate`, set by the rewrite and diff operators) where it
-            is faster, "prompt-lookup" for every request, "off" for plain decoding.
+        speculative: exact speculative sampling (`openended.lm.speculative`): "auto"
+            drafts by prompt lookup for requests that ask for it
+            (`GenerationRequest.speculate`, set by the rewrite and diff operators),
+            "prompt-lookup" for every request, "draft-model" drafts every request with
+            `draft_model`, "off" decodes plainly.
+        draft_model: a smaller model sharing the tokenizer, for "draft-model".
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class TransformersLM:
         dtype: str = "float32",
         device: str = "cpu",
         speculative: str = "auto",
+        draft_model: TransformersLM | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -119,22 +123,30 @@ class TransformersLM:
         self.eos_ids = frozenset(int(i) for i in eos_ids)
         self._lock = threading.Lock()
         self._unseeded = np.random.default_rng()
-        self._set_speculation(speculative)
+        self._set_speculation(speculative, draft_model)
 
-    def _set_speculation(self, mode: str) -> None:
+    def _set_speculation(self, mode: str, draft_model: TransformersLM | None = None) -> None:
         if mode not in SPECULATIVE_MODES:
             raise ValueError(
                 f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, got {mode!r}"
             )
         self.speculative = mode
-        self._drafter = PromptLookup() if mode != "off" else None
+        self._drafter: PromptLookup | DraftModel | None = None
+        if mode == "draft-model":
+            if draft_model is None:
+                raise ValueError("speculative = 'draft-model' needs a draft model (draft_model)")
+            self._drafter = DraftModel(draft_model, self)
+        elif mode != "off":
+            self._drafter = PromptLookup()
         self._draft_length = AdaptiveLength()
         self.stats = SpeculationStats()
 
-    def with_speculation(self, mode: str) -> TransformersLM:
+    def with_speculation(
+        self, mode: str, draft_model: TransformersLM | None = None
+    ) -> TransformersLM:
         """A copy that shares the weights, tokenizer and lock, decoding with `mode`."""
         clone = copy.copy(self)
-        clone._set_speculation(mode)
+        clone._set_speculation(mode, draft_model)
         return clone
 
     @classmethod
@@ -313,6 +325,7 @@ class TransformersLM:
         state = _DecodeState(rows, self.tokenizer, self.eos_ids)
         active = list(range(batch))  # positions in `rows` still decoding
         drafts: list[list[int]] = [[] for _ in rows]
+        draft_q: list[torch.Tensor | None] = [None for _ in rows]
         cache = DynamicCache()
         out = self.model(
             input_ids=input_ids.to(self.device),
@@ -341,7 +354,10 @@ class TransformersLM:
                 draft = drafts[k]
                 greedy = bool(temperature[i] <= 0)
                 verdict = verify(
-                    targets[k, : len(draft) + 1], draft, None, None if greedy else rows[i].generator
+                    targets[k, : len(draft) + 1],
+                    draft,
+                    draft_q[k],
+                    None if greedy else rows[i].generator,
                 )
                 self.stats.record(len(draft), verdict.accepted)
                 lengths[i] = self._draft_length.update(lengths[i], len(draft), verdict.accepted)
@@ -369,14 +385,25 @@ class TransformersLM:
             active = [active[k] for k in keep]
             # Wider steps cost more on CPU: a batch shares STEP_TOKENS positions per step.
             share = max(1, STEP_TOKENS // len(active) - 1)
-            drafts = [
-                drafter.propose(
-                    rows[i].prompt_ids + state.generated[i], state.room(i, min(lengths[i], share))
+            asks = {
+                k: DraftAsk(
+                    rows[i].prompt_ids + state.generated[i],
+                    state.room(i, min(lengths[i], share)),
+                    rows[i].request.temperature,
+                    rows[i].request.top_p,
+                    rows[i].request.min_p,
+                    rows[i].generator,
                 )
+                for k, i in enumerate(active)
                 if drafter is not None and drafting[i]
-                else []
-                for i in active
-            ]
+            }
+            proposals = (
+                dict(zip(asks, drafter.propose_batch(list(asks.values())), strict=True))
+                if drafter is not None and asks
+                else {}
+            )
+            drafts = [proposals.get(k, ([], None))[0] for k in range(len(active))]
+            draft_q = [proposals.get(k, ([], None))[1] for k in range(len(active))]
             step = 1 + max(len(d) for d in drafts)
             step_ids = torch.full((len(active), step), self.pad_id, dtype=torch.long)
             step_mask = torch.zeros((len(active), step), dtype=torch.long)
@@ -395,6 +422,85 @@ class TransformersLM:
             logits = out.logits.float().cpu()
 
         return [state.generation(i) for i in range(batch)]
+
+
+class DraftModel:
+    """Drafts from a second, smaller model that shares the target's tokenizer: up to k
+    tokens sampled from its distribution q, processed like the target's (temperature,
+    top-p, min-p; one-hot for greedy rows). Each step prefills the contexts afresh (no
+    KV cache kept between steps), which is simple and correct but pays a prefill per step.
+    """
+
+    def __init__(self, draft: TransformersLM, target: TransformersLM) -> None:
+        if draft.tokenizer.get_vocab() != target.tokenizer.get_vocab():
+            raise ValueError(
+                f"the draft model {draft.model_id} does not share the tokenizer of "
+                f"{target.model_id}; speculative sampling needs the same vocabulary"
+            )
+        self.draft = draft
+        self.vocab = int(target.model.get_output_embeddings().weight.shape[0])
+
+    def propose_batch(
+        self, asks: Sequence[DraftAsk]
+    ) -> list[tuple[list[int], torch.Tensor | None]]:
+        from transformers import DynamicCache
+
+        wanted = [k for k, ask in enumerate(asks) if ask.k > 0]
+        result: list[tuple[list[int], torch.Tensor | None]] = [([], None) for _ in asks]
+        if not wanted:
+            return result
+        draft = self.draft
+        rows = [
+            _Row(k, 0, asks[k].tokens, GenerationRequest(prompt=""), asks[k].generator)
+            for k in wanted
+        ]
+        input_ids, attention, positions = draft._left_pad(rows)
+        cache = DynamicCache()
+        out = draft.model(
+            input_ids=input_ids.to(draft.device),
+            attention_mask=attention.to(draft.device),
+            position_ids=positions.to(draft.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{draft._cache_kw: cache},
+        )
+        temperature = torch.tensor([asks[k].temperature for k in wanted], dtype=torch.float32)
+        top_p = torch.tensor([asks[k].top_p for k in wanted], dtype=torch.float32)
+        min_p = torch.tensor([asks[k].min_p for k in wanted], dtype=torch.float32)
+        tokens: list[list[int]] = [[] for _ in wanted]
+        qs: list[list[torch.Tensor]] = [[] for _ in wanted]
+        position = positions[:, -1:]
+        for step in range(max(asks[k].k for k in wanted)):
+            logits = out.logits[:, -1:, :].float().cpu()
+            _, q = _distributions(logits, temperature, top_p, min_p, [1] * len(wanted))
+            chosen = []
+            for r, k in enumerate(wanted):
+                row_q = q[r, 0]
+                if asks[k].temperature <= 0:
+                    token = int(torch.argmax(row_q))
+                else:
+                    token = int(torch.multinomial(row_q, 1, generator=asks[k].generator))
+                chosen.append(token)
+                if step < asks[k].k:
+                    tokens[r].append(token)
+                    qs[r].append(row_q)
+            if step + 1 == max(asks[k].k for k in wanted):
+                break
+            attention = torch.cat([attention, torch.ones((len(wanted), 1), dtype=torch.long)], 1)
+            position = position + 1
+            out = draft.model(
+                input_ids=torch.tensor(chosen)[:, None].to(draft.device),
+                attention_mask=attention.to(draft.device),
+                position_ids=position.to(draft.device),
+                use_cache=True,
+                **{draft._cache_kw: cache},
+            )
+        for r, k in enumerate(wanted):
+            q = torch.stack(qs[r])
+            if q.shape[1] < self.vocab:  # the target's output layer may be padded
+                q = torch.nn.functional.pad(q, (0, self.vocab - q.shape[1]))
+            result[k] = (tokens[r], q[:, : self.vocab])
+        return result
 
 
 STEP_TOKENS = 48  # draft tokens a batch verifies per step, at most (plus one per row)

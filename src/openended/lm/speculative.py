@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SPECULATIVE_MODES = ("auto", "prompt-lookup", "off")
+SPECULATIVE_MODES = ("auto", "prompt-lookup", "draft-model", "off")
 
 
 def speculates(mode: str, request_hint: bool) -> bool:
@@ -28,7 +28,20 @@ def speculates(mode: str, request_hint: bool) -> bool:
     request asks for it (`GenerationRequest.speculate`). Never a function of the batch:
     a sampled row's tokens depend on whether it speculates (the same distribution, other
     draws), and a request's output must depend on its seed only."""
-    return mode == "prompt-lookup" or (mode == "auto" and request_hint)
+    return mode in ("prompt-lookup", "draft-model") or (mode == "auto" and request_hint)
+
+
+@dataclass
+class DraftAsk:
+    """What a drafter is asked for one row: up to `k` tokens after `tokens`, sampled as
+    the row is (a greedy row has temperature 0)."""
+
+    tokens: list[int]
+    k: int
+    temperature: float
+    top_p: float
+    min_p: float
+    generator: torch.Generator
 
 
 @dataclass
@@ -124,6 +137,10 @@ class PromptLookup:
     def __init__(self, max_ngram: int = 4, min_ngram: int = 2) -> None:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
+
+    def propose_batch(self, asks: Sequence[DraftAsk]) -> list[tuple[list[int], None]]:
+        """Drafts for several rows; q is a point mass (None)."""
+        return [(self.propose(ask.tokens, ask.k), None) for ask in asks]
 
     def propose(self, tokens: Sequence[int], k: int) -> list[int]:
         if k <= 0 or len(tokens) < self.min_ngram + 1:
