@@ -172,7 +172,7 @@ def test_greedy_speculative_output_equals_plain_greedy(embedded_lm, speculative_
             prompt=f"{PARENT}\n# The same, with comments:\n", max_tokens=50, temperature=0.0
         ),
         GenerationRequest(
-            prompt=f"{PARENT}\n# Again:\n", max_tokens=40, temperature=0.0, stop=("return",)
+            prompt=f"{PARENT}\n# Again:\n", max_tokens=40, temperature=0.0, stop=(":",)
         ),
     ]
     plain = embedded_lm.generate_sync(requests)
@@ -184,6 +184,7 @@ def test_greedy_speculative_output_equals_plain_greedy(embedded_lm, speculative_
         assert [g.completion_tokens for g in a.generations] == [
             g.completion_tokens for g in b.generations
         ]
+    assert fast[2].generations[0].finish_reason == "stop"  # the stop string was met
     stats = speculative_lm.stats
     assert stats.accepted > 20  # drafts were accepted, so steps emitted several tokens
     assert stats.steps < sum(g.completion_tokens for r in fast for g in r.generations)
@@ -191,11 +192,16 @@ def test_greedy_speculative_output_equals_plain_greedy(embedded_lm, speculative_
 
 @pytest.mark.slow
 def test_sampled_speculative_output_respects_limits_and_seeds(speculative_lm) -> None:
+    """A seeded request gives the same output alone and among 11 other rows."""
     request = GenerationRequest(
         prompt=f"{PARENT}\n# Copy:\n", n=3, max_tokens=40, temperature=0.7, seed=5
     )
+    others = [
+        GenerationRequest(prompt=f"{PARENT}\n# Again {k}:\n", n=3, max_tokens=24, seed=k)
+        for k in range(3)
+    ]
     first = speculative_lm.generate_sync([request])[0]
-    again = speculative_lm.generate_sync([request])[0]
+    again = speculative_lm.generate_sync([*others, request])[-1]
     assert [g.text for g in first.generations] == [g.text for g in again.generations]
     for generation in first.generations:
         assert generation.completion_tokens <= 40

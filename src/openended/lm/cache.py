@@ -17,8 +17,9 @@ from openended.lm.base import Generation, GenerationRequest, GenerationResult, L
 from openended.sqlite import connect_wal
 
 
-def cache_key(model_id: str, request: GenerationRequest) -> str:
-    """A sha256 over everything that determines a request's output."""
+def cache_key(model_id: str, request: GenerationRequest, *, speculative: bool = False) -> str:
+    """A sha256 over everything that determines a request's output (`speculative`: the
+    backend decodes it speculatively, which draws other samples for the same seed)."""
     fields = {
         "model": model_id,
         "prompt": request.prompt,
@@ -32,8 +33,8 @@ def cache_key(model_id: str, request: GenerationRequest) -> str:
         "seed": request.seed,
         "logprobs": request.logprobs,
     }
-    if request.speculate:  # speculative decoding draws other samples from the same distribution
-        fields["speculate"] = True
+    if speculative:
+        fields["speculative"] = True
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -121,7 +122,11 @@ class CachedLM:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
-        keys = [cache_key(self.model_id, r) if self.cacheable(r) else None for r in requests]
+        speculates = getattr(self.inner, "speculates", lambda request: False)
+        keys = [
+            cache_key(self.model_id, r, speculative=speculates(r)) if self.cacheable(r) else None
+            for r in requests
+        ]
         missing: list[int] = []
         for i, (request, key) in enumerate(zip(requests, keys, strict=True)):
             cached = self._get(key) if key is not None else None

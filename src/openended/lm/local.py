@@ -48,6 +48,8 @@ def _filter_top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
     # drop a token when the mass before it already reaches top_p (keeps at least one)
     remove_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p[:, None]
+    remove_sorted &= (top_p < 1)[:, None]  # top_p = 1 keeps every token (float sums can
+    # reach 1 before the tail, which would otherwise drop tail tokens)
     remove = torch.zeros_like(remove_sorted).scatter(1, sorted_index, remove_sorted)
     return logits.masked_fill(remove, float("-inf"))
 
@@ -140,6 +142,10 @@ class TransformersLM:
             self._drafter = PromptLookup()
         self._draft_length = AdaptiveLength()
         self.stats = SpeculationStats()
+
+    def speculates(self, request: GenerationRequest) -> bool:
+        """Is this request decoded speculatively (other samples than plain decoding)?"""
+        return speculates(self.speculative, request.speculate)
 
     def with_speculation(
         self, mode: str, draft_model: TransformersLM | None = None
@@ -383,12 +389,10 @@ class TransformersLM:
                 attention = attention[keep_tensor]
                 last_position = last_position[keep_tensor]
             active = [active[k] for k in keep]
-            # Wider steps cost more on CPU: a batch shares STEP_TOKENS positions per step.
-            share = max(1, STEP_TOKENS // len(active) - 1)
             asks = {
                 k: DraftAsk(
                     rows[i].prompt_ids + state.generated[i],
-                    state.room(i, min(lengths[i], share)),
+                    state.room(i, lengths[i]),
                     rows[i].request.temperature,
                     rows[i].request.top_p,
                     rows[i].request.min_p,
@@ -471,19 +475,21 @@ class DraftModel:
         qs: list[list[torch.Tensor]] = [[] for _ in wanted]
         position = positions[:, -1:]
         for step in range(max(asks[k].k for k in wanted)):
-            logits = out.logits[:, -1:, :].float().cpu()
+            logits = out.logits[:, -1:, : self.vocab].float().cpu()  # never a token p lacks
             _, q = _distributions(logits, temperature, top_p, min_p, [1] * len(wanted))
             chosen = []
             for r, k in enumerate(wanted):
                 row_q = q[r, 0]
+                if step >= asks[k].k:  # this row's draft is complete: feed anything, draw nothing
+                    chosen.append(tokens[r][-1])
+                    continue
                 if asks[k].temperature <= 0:
                     token = int(torch.argmax(row_q))
                 else:
                     token = int(torch.multinomial(row_q, 1, generator=asks[k].generator))
                 chosen.append(token)
-                if step < asks[k].k:
-                    tokens[r].append(token)
-                    qs[r].append(row_q)
+                tokens[r].append(token)
+                qs[r].append(row_q)
             if step + 1 == max(asks[k].k for k in wanted):
                 break
             attention = torch.cat([attention, torch.ones((len(wanted), 1), dtype=torch.long)], 1)
@@ -497,13 +503,10 @@ class DraftModel:
             )
         for r, k in enumerate(wanted):
             q = torch.stack(qs[r])
-            if q.shape[1] < self.vocab:  # the target's output layer may be padded
+            if q.shape[1] < self.vocab:  # the target's output layer may be larger
                 q = torch.nn.functional.pad(q, (0, self.vocab - q.shape[1]))
-            result[k] = (tokens[r], q[:, : self.vocab])
+            result[k] = (tokens[r], q)
         return result
-
-
-STEP_TOKENS = 48  # draft tokens a batch verifies per step, at most (plus one per row)
 
 
 class _DecodeState:
