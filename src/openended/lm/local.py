@@ -272,14 +272,10 @@ class TransformersLM:
         results: dict[int, torch.Tensor] = {}
         with self._lock, torch.inference_mode():
             for chunk in self._chunks(sorted(rows, key=lambda r: len(r.prompt_ids))):
-                input_ids, attention, positions = self._left_pad(chunk)
-                out = self.model(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=attention.to(self.device),
-                    position_ids=positions.to(self.device),
-                    logits_to_keep=1,
+                logits = self._forward(
+                    *self._left_pad([r.prompt_ids for r in chunk]), last_only=True
                 )
-                logp = torch.log_softmax(out.logits[:, -1, :].float().cpu(), dim=-1)
+                logp = torch.log_softmax(logits[:, -1, :], dim=-1)
                 for i, row in enumerate(chunk):
                     results[row.request_index] = logp[i]
         return [results[i] for i in range(len(prompts))]
@@ -302,16 +298,39 @@ class TransformersLM:
             chunks.append(current)
         return chunks
 
-    def _left_pad(self, rows: list[_Row]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Input ids, attention mask and position ids of the rows' prompts, left-padded."""
-        width = max(len(r.prompt_ids) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
-            attention[i, width - len(row.prompt_ids) :] = 1
+    def _left_pad(
+        self, sequences: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input ids, attention mask and position ids of token sequences, left-padded."""
+        width = max(len(ids) for ids in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(sequences), width), dtype=torch.long)
+        for i, ids in enumerate(sequences):
+            input_ids[i, width - len(ids) :] = torch.tensor(list(ids))
+            attention[i, width - len(ids) :] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         return input_ids, attention, positions
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        attention: torch.Tensor,
+        positions: torch.Tensor,
+        cache: object | None = None,
+        *,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Float logits on the CPU, shape (rows, positions or 1, vocab); `cache` (a
+        DynamicCache) is extended in place when given."""
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=cache is not None,
+            **({"logits_to_keep": 1} if last_only else {}),
+            **({self._cache_kw: cache} if cache is not None else {}),
+        )
+        return out.logits[:, -1:, :].float().cpu() if last_only else out.logits.float().cpu()
 
     def _decode(self, rows: list[_Row]) -> list[Generation]:
         """Decode a batch. With a drafter (`self.speculative`), each step feeds every row's
@@ -321,7 +340,7 @@ class TransformersLM:
         from transformers import DynamicCache
 
         batch = len(rows)
-        input_ids, attention, positions = self._left_pad(rows)
+        input_ids, attention, positions = self._left_pad([r.prompt_ids for r in rows])
         temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
         min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
@@ -333,15 +352,7 @@ class TransformersLM:
         drafts: list[list[int]] = [[] for _ in rows]
         draft_q: list[torch.Tensor | None] = [None for _ in rows]
         cache = DynamicCache()
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention.to(self.device),
-            position_ids=positions.to(self.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_kw: cache},
-        )
-        logits = out.logits[:, -1:, :].float().cpu()
+        logits = self._forward(input_ids, attention, positions, cache, last_only=True)
         # Where the last step's first token went; a step that fed a token and a draft at
         # last_position.. and kept `accepted` of the draft puts the next token at
         # last_position + 1 + accepted (the prefill counts as a step that fed its last token).
@@ -416,14 +427,7 @@ class TransformersLM:
                 step_mask[k, : 1 + len(draft)] = 1
             attention = torch.cat([attention, step_mask], 1)
             step_positions = last_position + torch.arange(step)[None, :]
-            out = self.model(
-                input_ids=step_ids.to(self.device),
-                attention_mask=attention.to(self.device),
-                position_ids=step_positions.to(self.device),
-                use_cache=True,
-                **{self._cache_kw: cache},
-            )
-            logits = out.logits.float().cpu()
+            logits = self._forward(step_ids, attention, step_positions, cache)
 
         return [state.generation(i) for i in range(batch)]
 
@@ -454,20 +458,9 @@ class DraftModel:
         if not wanted:
             return result
         draft = self.draft
-        rows = [
-            _Row(k, 0, asks[k].tokens, GenerationRequest(prompt=""), asks[k].generator)
-            for k in wanted
-        ]
-        input_ids, attention, positions = draft._left_pad(rows)
+        input_ids, attention, positions = draft._left_pad([asks[k].tokens for k in wanted])
         cache = DynamicCache()
-        out = draft.model(
-            input_ids=input_ids.to(draft.device),
-            attention_mask=attention.to(draft.device),
-            position_ids=positions.to(draft.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{draft._cache_kw: cache},
-        )
+        logits = draft._forward(input_ids, attention, positions, cache, last_only=True)
         temperature = torch.tensor([asks[k].temperature for k in wanted], dtype=torch.float32)
         top_p = torch.tensor([asks[k].top_p for k in wanted], dtype=torch.float32)
         min_p = torch.tensor([asks[k].min_p for k in wanted], dtype=torch.float32)
@@ -475,7 +468,7 @@ class DraftModel:
         qs: list[list[torch.Tensor]] = [[] for _ in wanted]
         position = positions[:, -1:]
         for step in range(max(asks[k].k for k in wanted)):
-            logits = out.logits[:, -1:, : self.vocab].float().cpu()  # never a token p lacks
+            logits = logits[:, -1:, : self.vocab]  # never a token p lacks
             _, q = _distributions(logits, temperature, top_p, min_p, [1] * len(wanted))
             chosen = []
             for r, k in enumerate(wanted):
@@ -494,13 +487,7 @@ class DraftModel:
                 break
             attention = torch.cat([attention, torch.ones((len(wanted), 1), dtype=torch.long)], 1)
             position = position + 1
-            out = draft.model(
-                input_ids=torch.tensor(chosen)[:, None].to(draft.device),
-                attention_mask=attention.to(draft.device),
-                position_ids=position.to(draft.device),
-                use_cache=True,
-                **{draft._cache_kw: cache},
-            )
+            logits = draft._forward(torch.tensor(chosen)[:, None], attention, position, cache)
         for r, k in enumerate(wanted):
             q = torch.stack(qs[r])
             if q.shape[1] < self.vocab:  # the target's output layer may be larger
