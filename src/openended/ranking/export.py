@@ -12,7 +12,17 @@ from openended.ranking.quality import quality_report
 from openended.ranking.session import RankingSession
 
 
-def preferences(session: RankingSession) -> list[dict[str, Any]]:
+def fits(session: RankingSession) -> list[dict[str, Any]]:
+    """`RankingSession.scores` of every prompt (one Bradley-Terry fit each)."""
+    return [session.scores(k) for k in range(len(session.prompts))]
+
+
+def preferences(
+    session: RankingSession,
+    *,
+    report: dict[str, Any] | None = None,
+    fitted: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """One row per decisive judgment, in TRL's preference format (``prompt``, ``chosen``,
     ``rejected``) plus ``prompt_id``, ``margin``, ``rater``, the candidate ids, whether it
     was a QC repeat, and whether QC flagged the rater.
@@ -21,11 +31,14 @@ def preferences(session: RankingSession) -> list[dict[str, Any]]:
     the prompt) scores the chosen candidate than the rejected one, and 0 where the fit
     disagrees with this judgment: a reward model trained with a margin term
     (``-log sigmoid(r_chosen - r_rejected - margin)``, Llama 2) then asks for clear gaps
-    only where everyone's judgments show one."""
-    flagged = {name for name, entry in qc(session)["raters"].items() if entry["flagged"]}
+    only where everyone's judgments show one. `report` (from `qc`) and `fitted` (from
+    `fits`) are computed when not given."""
+    report = report if report is not None else qc(session)
+    fitted = fitted if fitted is not None else fits(session)
+    flagged = {name for name, entry in report["raters"].items() if entry["flagged"]}
     rows = []
     for prompt_idx, prompt in enumerate(session.prompts):
-        mean = session.scores(prompt_idx)["mean"]
+        mean = fitted[prompt_idx]["mean"]
         for j in session.store.judgments(prompt_idx=prompt_idx):
             if j.winner is None or j.loser is None:
                 continue
@@ -46,12 +59,15 @@ def preferences(session: RankingSession) -> list[dict[str, Any]]:
     return rows
 
 
-def scores(session: RankingSession) -> list[dict[str, Any]]:
+def scores(
+    session: RankingSession, *, fitted: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Bradley-Terry score (posterior mean and sd), P(best), wins and comparisons of every
-    candidate, best first within each prompt."""
+    candidate, best first within each prompt (`fitted` from `fits`, computed if not given)."""
+    fitted = fitted if fitted is not None else fits(session)
     rows = []
     for prompt_idx, prompt in enumerate(session.prompts):
-        fit = session.scores(prompt_idx)
+        fit = fitted[prompt_idx]
         order = sorted(range(len(prompt.candidates)), key=lambda k: -fit["mean"][k])
         for rank, k in enumerate(order, 1):
             rows.append(
@@ -78,13 +94,16 @@ def write_exports(session: RankingSession, out_dir: str | Path) -> dict[str, Pat
     """preferences.jsonl, events.jsonl, scores.jsonl and qc.json in `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    report, fitted = qc(session), fits(session)  # each computed once for all four files
     paths = {
-        "preferences": _write_jsonl(out / "preferences.jsonl", preferences(session)),
+        "preferences": _write_jsonl(
+            out / "preferences.jsonl", preferences(session, report=report, fitted=fitted)
+        ),
         "events": _write_jsonl(out / "events.jsonl", session.store.events()),
-        "scores": _write_jsonl(out / "scores.jsonl", scores(session)),
+        "scores": _write_jsonl(out / "scores.jsonl", scores(session, fitted=fitted)),
     }
     paths["qc"] = out / "qc.json"
-    paths["qc"].write_text(json.dumps(qc(session), indent=2) + "\n")
+    paths["qc"].write_text(json.dumps(report, indent=2) + "\n")
     return paths
 
 

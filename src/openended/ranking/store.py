@@ -282,17 +282,5 @@ class RankingStore:
 
 
 def _judgment(row: sqlite3.Row) -> StoredJudgment:
-    return StoredJudgment(
-        id=row["id"],
-        rater=row["rater"],
-        prompt_idx=row["prompt_idx"],
-        step=row["step"],
-        kind=row["kind"],
-        left_idx=row["left_idx"],
-        right_idx=row["right_idx"],
-        result=row["result"],
-        repeat_of=row["repeat_of"],
-        seconds=row["seconds"],
-        created=row["created"],
-        undone=bool(row["undone"]),
-    )
+    """A judgments row (its columns are StoredJudgment's fields)."""
+    return StoredJudgment(**{**dict(row), "undone": bool(row["undone"])})
