@@ -1,7 +1,8 @@
 """Speculative sampling on rewrite mutations: tokens/s of the embedded model with and
 without prompt-lookup drafts, greedy and temperature 0.7, batch 1 and 8, side by side;
-acceptance rate and tokens per target forward; and transformers' own
-`prompt_lookup_num_tokens` (batch 1 only) on the same prompts.
+acceptance rate and tokens per target forward; draft models (the embedded model drafting
+for itself, and its first 12 layers); and transformers' own `prompt_lookup_num_tokens`
+(batch 1 only) on the same prompts.
 
     python bench/speculative.py [--max-tokens 160] [--parents 4]
 
@@ -21,7 +22,7 @@ import torch
 
 from openended.lm import embedded
 from openended.lm.base import GenerationRequest
-from openended.lm.local import TransformersLM
+from openended.lm.local import TransformersLM, early_exit
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "src" / "openended" / "operators" / "templates"
@@ -74,6 +75,40 @@ def hf_prompt_lookup(lm: TransformersLM, prompt: str, max_tokens: int, lookup: i
     return (out.shape[1] - ids["input_ids"].shape[1]) / seconds
 
 
+def compare(
+    plain: TransformersLM,
+    spec: TransformersLM,
+    label: str,
+    prompts: list[str],
+    temperature: float,
+    batch: int,
+    max_tokens: int,
+) -> None:
+    """One table row: plain and speculative decoding of the same requests, side by side."""
+    plain_rate = spec_rate = 0.0
+    accept, per_forward, same, total = [], [], 0, 0
+    for k, prompt in enumerate(prompts):
+        requests = [
+            GenerationRequest(
+                prompt=prompt, n=batch, max_tokens=max_tokens, temperature=temperature, seed=k
+            )
+        ]
+        a, b = measure(plain, requests), measure(spec, requests)
+        plain_rate += a["tokens"] / a["seconds"]
+        spec_rate += b["tokens"] / b["seconds"]
+        accept.append(b["accept"])
+        per_forward.append(b["tok/forward"])
+        same += sum(x == y for x, y in zip(a["texts"], b["texts"], strict=True))
+        total += len(a["texts"])
+    n = len(prompts)
+    print(
+        f"{label:>18} {temperature:>11} {batch:>5} {plain_rate / n:>12.1f}"
+        f" {spec_rate / n:>11.1f} {spec_rate / plain_rate:>7.2f}x {sum(accept) / n:>7.2f}"
+        f" {sum(per_forward) / n:>12.2f} {same:>5}/{total}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=160)
@@ -85,38 +120,24 @@ def main() -> None:
     spec = plain.with_speculation("prompt-lookup")
     prompts = rewrite_prompts(args.parents)
     print(f"{len(prompts)} rewrite prompts, up to {args.max_tokens} new tokens each\n")
-    print(
-        f"{'temperature':>11} {'batch':>5} {'plain tok/s':>12} {'spec tok/s':>11} {'speedup':>8}"
-        f" {'accept':>7} {'tok/forward':>12} {'same text':>10}"
+    header = (
+        f"{'drafter':>18} {'temperature':>11} {'batch':>5} {'plain tok/s':>12}"
+        f" {'spec tok/s':>11} {'speedup':>8} {'accept':>7} {'tok/forward':>12} {'same text':>10}"
     )
+    print(header)
     for temperature in (0.0, 0.7):
         for batch in (1, 8):
-            plain_rate = spec_rate = 0.0
-            accept, per_forward, same = [], [], 0
-            total = 0
-            for k, prompt in enumerate(prompts):
-                requests = [
-                    GenerationRequest(
-                        prompt=prompt,
-                        n=batch,
-                        max_tokens=args.max_tokens,
-                        temperature=temperature,
-                        seed=k,
-                    )
-                ]
-                a, b = measure(plain, requests), measure(spec, requests)
-                plain_rate += a["tokens"] / a["seconds"]
-                spec_rate += b["tokens"] / b["seconds"]
-                accept.append(b["accept"])
-                per_forward.append(b["tok/forward"])
-                same += sum(x == y for x, y in zip(a["texts"], b["texts"], strict=True))
-                total += len(a["texts"])
-            n = len(prompts)
-            print(
-                f"{temperature:>11} {batch:>5} {plain_rate / n:>12.1f} {spec_rate / n:>11.1f}"
-                f" {spec_rate / plain_rate:>7.2f}x {sum(accept) / n:>7.2f}"
-                f" {sum(per_forward) / n:>12.2f} {same:>5}/{total}"
-            )
+            compare(plain, spec, "prompt lookup", prompts, temperature, batch, args.max_tokens)
+    print("\ndraft models (the draft's KV cache kept between steps, rolled back by masking):")
+    print(header)
+    drafts = {
+        "itself (q = p)": plain,
+        "first 12 layers": early_exit(plain, 12),
+    }
+    for label, draft in drafts.items():
+        drafted = plain.with_speculation("draft-model", draft_model=draft)
+        for temperature, batch in ((0.0, 1), (0.7, 8)):
+            compare(plain, drafted, label, prompts, temperature, batch, args.max_tokens)
     print("\ntransformers generate, greedy, batch 1 (prompt_lookup_num_tokens = 10 vs off):")
     off = [hf_prompt_lookup(plain, p, args.max_tokens, 0) for p in prompts]
     on = [hf_prompt_lookup(plain, p, args.max_tokens, 10) for p in prompts]

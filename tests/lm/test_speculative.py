@@ -252,3 +252,55 @@ def test_a_draft_model_keeps_greedy_output_and_the_sampled_distribution(embedded
     assert drafted.stats.steps < 0.6 * sum(
         g.completion_tokens for r in (fast, draws) for g in r.generations
     )
+
+
+@pytest.mark.slow
+def test_a_different_draft_model_keeps_greedy_output(embedded_lm) -> None:
+    """An early-exit draft (the first 12 of 30 layers) disagrees with the target often,
+    so most steps roll the draft's KV cache back; greedy output must not change."""
+    from openended.lm.local import early_exit
+
+    drafted = embedded_lm.with_speculation("draft-model", draft_model=early_exit(embedded_lm, 12))
+    requests = [
+        GenerationRequest(prompt=f"{PARENT}\n# Again:\n", n=2, max_tokens=40, temperature=0.0),
+        GenerationRequest(prompt="def fib(n):\n", max_tokens=25, temperature=0.0),
+    ]
+    plain = embedded_lm.with_speculation("off").generate_sync(requests)
+    fast = drafted.generate_sync(requests)
+    assert [g.text for r in plain for g in r.generations] == [
+        g.text for r in fast for g in r.generations
+    ]
+    assert 0 < drafted.stats.accepted < drafted.stats.proposed
+
+
+def test_the_draft_cache_gives_the_drafts_of_a_fresh_prefill(embedded_lm) -> None:
+    """A draft session keeps its KV cache between steps and masks rejected drafts: the
+    drafts and q it gives for a context must be those of a session that prefilled the
+    same context afresh."""
+    from openended.lm.local import DraftModel, early_exit
+    from openended.lm.speculative import DraftAsk
+
+    drafter = DraftModel(early_exit(embedded_lm, 8), embedded_lm)
+    prompts = [embedded_lm.tokenizer(t)["input_ids"] for t in (PARENT, "def fib(n):\n  ")]
+
+    def ask(row: int, tokens: list[int], k: int) -> DraftAsk:
+        generator = torch.Generator().manual_seed(row)
+        return DraftAsk(row, tokens, k, 0.9, 0.95, 0.0, generator)
+
+    session = drafter.session()
+    first = session.propose_batch([ask(0, prompts[0], 4), ask(1, prompts[1], 3)])
+    # row 0 keeps 2 draft tokens and a token of its own; row 1 rejects its first draft
+    contexts = [
+        prompts[0] + first[0][0][:2] + [13],
+        prompts[1] + [first[1][0][0] + 1],
+    ]
+    cached = session.propose_batch([ask(0, contexts[0], 3), ask(1, contexts[1], 2)])
+    fresh = drafter.session().propose_batch([ask(0, contexts[0], 3), ask(1, contexts[1], 2)])
+    for (tokens, q), (fresh_tokens, fresh_q) in zip(cached, fresh, strict=True):
+        assert tokens == fresh_tokens
+        assert torch.allclose(q, fresh_q, atol=1e-5)
+    # a finished row leaves the cache; the other goes on
+    later = session.propose_batch([ask(1, contexts[1] + cached[1][0], 2)])
+    again = drafter.session().propose_batch([ask(1, contexts[1] + cached[1][0], 2)])
+    assert later[0][0] == again[0][0]
+    assert torch.allclose(later[0][1], again[0][1], atol=1e-5)

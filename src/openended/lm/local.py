@@ -344,7 +344,7 @@ class TransformersLM:
         temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
         min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
-        drafter = self._drafter
+        drafter = self._drafter.session() if self._drafter is not None else None
         lengths = [self._draft_length.start] * batch
         drafting = [speculates(self.speculative, r.request.speculate) for r in rows]
         state = _DecodeState(rows, self.tokenizer, self.eos_ids)
@@ -402,6 +402,7 @@ class TransformersLM:
             active = [active[k] for k in keep]
             asks = {
                 k: DraftAsk(
+                    i,
                     rows[i].prompt_ids + state.generated[i],
                     state.room(i, lengths[i]),
                     rows[i].request.temperature,
@@ -435,9 +436,8 @@ class TransformersLM:
 class DraftModel:
     """Drafts from a second, smaller model that shares the target's tokenizer: up to k
     tokens sampled from its distribution q, processed like the target's (temperature,
-    top-p, min-p; one-hot for greedy rows). Each step prefills the contexts afresh (no
-    KV cache kept between steps), which is simple and correct but pays a prefill per step.
-    """
+    top-p, min-p; one-hot for greedy rows). `session` gives the drafter of one decoding
+    batch, which keeps the draft model's KV cache between steps."""
 
     def __init__(self, draft: TransformersLM, target: TransformersLM) -> None:
         if draft.tokenizer.get_vocab() != target.tokenizer.get_vocab():
@@ -448,52 +448,125 @@ class DraftModel:
         self.draft = draft
         self.vocab = int(target.model.get_output_embeddings().weight.shape[0])
 
+    def session(self) -> DraftSession:
+        return DraftSession(self.draft, self.vocab)
+
+
+class DraftSession:
+    """The draft model's state over one decoding batch. Its KV cache holds, per row, the
+    tokens it has seen (context and earlier drafts); at each step a row's new context
+    is compared with them, the entries past the common prefix (rejected drafts) are
+    masked out, as the target's are, and only the new tokens are fed. Rows that stop
+    asking (finished) leave the cache. Exact: q is always the distribution the drafted
+    token was drawn from, so any cache state gives the target's samples."""
+
+    def __init__(self, draft: TransformersLM, vocab: int) -> None:
+        from transformers import DynamicCache
+
+        self.draft = draft
+        self.vocab = vocab
+        self.cache = DynamicCache()
+        self.row_ids: list[int] = []  # decoding row of each cache row
+        self.attention = torch.zeros((0, 0), dtype=torch.long)
+        self.seen: list[list[int]] = []  # valid tokens in the cache, per cache row
+        self.columns: list[list[int]] = []  # their cache columns
+
     def propose_batch(
         self, asks: Sequence[DraftAsk]
     ) -> list[tuple[list[int], torch.Tensor | None]]:
-        from transformers import DynamicCache
-
-        wanted = [k for k, ask in enumerate(asks) if ask.k > 0]
         result: list[tuple[list[int], torch.Tensor | None]] = [([], None) for _ in asks]
+        wanted = [k for k, ask in enumerate(asks) if ask.k > 0]
         if not wanted:
             return result
-        draft = self.draft
-        input_ids, attention, positions = draft._left_pad([asks[k].tokens for k in wanted])
-        cache = DynamicCache()
-        logits = draft._forward(input_ids, attention, positions, cache, last_only=True)
+        logits = self._feed_contexts([asks[k] for k in wanted])
+        rows = len(wanted)
         temperature = torch.tensor([asks[k].temperature for k in wanted], dtype=torch.float32)
         top_p = torch.tensor([asks[k].top_p for k in wanted], dtype=torch.float32)
         min_p = torch.tensor([asks[k].min_p for k in wanted], dtype=torch.float32)
         tokens: list[list[int]] = [[] for _ in wanted]
         qs: list[list[torch.Tensor]] = [[] for _ in wanted]
-        position = positions[:, -1:]
-        for step in range(max(asks[k].k for k in wanted)):
-            logits = logits[:, -1:, : self.vocab]  # never a token p lacks
-            _, q = _distributions(logits, temperature, top_p, min_p, [1] * len(wanted))
-            chosen = []
+        longest = max(asks[k].k for k in wanted)
+        for step in range(longest):
+            _, q = _distributions(logits[:, :, : self.vocab], temperature, top_p, min_p, [1] * rows)
+            feeding = []
             for r, k in enumerate(wanted):
-                row_q = q[r, 0]
-                if step >= asks[k].k:  # this row's draft is complete: feed anything, draw nothing
-                    chosen.append(tokens[r][-1])
+                if step >= asks[k].k:  # this row's draft is complete
+                    feeding.append(None)
                     continue
+                row_q = q[r, 0]
                 if asks[k].temperature <= 0:
                     token = int(torch.argmax(row_q))
                 else:
                     token = int(torch.multinomial(row_q, 1, generator=asks[k].generator))
-                chosen.append(token)
                 tokens[r].append(token)
                 qs[r].append(row_q)
-            if step + 1 == max(asks[k].k for k in wanted):
+                feeding.append([token])
+            if step + 1 == longest:
                 break
-            attention = torch.cat([attention, torch.ones((len(wanted), 1), dtype=torch.long)], 1)
-            position = position + 1
-            logits = draft._forward(torch.tensor(chosen)[:, None], attention, position, cache)
+            logits = self._feed(feeding)
         for r, k in enumerate(wanted):
             q = torch.stack(qs[r])
             if q.shape[1] < self.vocab:  # the target's output layer may be larger
                 q = torch.nn.functional.pad(q, (0, self.vocab - q.shape[1]))
             result[k] = (tokens[r], q)
         return result
+
+    def _feed_contexts(self, asks: list[DraftAsk]) -> torch.Tensor:
+        """Bring the cache up to the asked rows' contexts; the logits after each."""
+        rows = [ask.row for ask in asks]
+        if not self.row_ids:
+            input_ids, self.attention, positions = self.draft._left_pad(
+                [ask.tokens for ask in asks]
+            )
+            width = input_ids.shape[1]
+            self.row_ids = rows
+            self.seen = [list(ask.tokens) for ask in asks]
+            self.columns = [list(range(width - len(ask.tokens), width)) for ask in asks]
+            return self.draft._forward(
+                input_ids, self.attention, positions, self.cache, last_only=True
+            )
+        missing = set(rows) - set(self.row_ids)
+        if missing:
+            raise RuntimeError(f"draft rows {sorted(missing)} were not in this batch's cache")
+        if rows != self.row_ids:  # finished rows leave; the order of asks is the cache's
+            keep = [self.row_ids.index(row) for row in rows]
+            self.cache.batch_select_indices(torch.tensor(keep).to(self.draft.device))
+            self.attention = self.attention[keep]
+            self.seen = [self.seen[i] for i in keep]
+            self.columns = [self.columns[i] for i in keep]
+            self.row_ids = rows
+        feeding = []
+        for r, ask in enumerate(asks):
+            seen = self.seen[r]
+            common = 0
+            limit = min(len(seen), len(ask.tokens) - 1)  # the last token is always fed
+            while common < limit and seen[common] == ask.tokens[common]:
+                common += 1
+            self.attention[r, self.columns[r][common:]] = 0
+            del seen[common:], self.columns[r][common:]
+            feeding.append(ask.tokens[common:])
+        return self._feed(feeding)
+
+    def _feed(self, feeding: list[list[int] | None]) -> torch.Tensor:
+        """Feed each cache row its tokens (None: nothing, masked); the logits after each
+        row's last token, shape (rows, 1, vocab)."""
+        width = max(len(tokens or ()) for tokens in feeding)
+        start = self.attention.shape[1]
+        ids = torch.full((len(feeding), width), self.draft.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(feeding), width), dtype=torch.long)
+        positions = torch.zeros((len(feeding), width), dtype=torch.long)
+        for r, tokens in enumerate(feeding):
+            if not tokens:
+                continue
+            ids[r, : len(tokens)] = torch.tensor(tokens)
+            mask[r, : len(tokens)] = 1
+            positions[r] = len(self.seen[r]) + torch.arange(width)
+            self.seen[r].extend(tokens)
+            self.columns[r].extend(range(start, start + len(tokens)))
+        self.attention = torch.cat([self.attention, mask], 1)
+        logits = self.draft._forward(ids, self.attention, positions, self.cache)
+        last = torch.tensor([max(0, len(tokens or ()) - 1) for tokens in feeding])
+        return logits[torch.arange(len(feeding)), last][:, None, :]
 
 
 class _DecodeState:
@@ -581,3 +654,32 @@ def _distributions(
     log_probs[flat_index] = picked_log_probs
     targets[flat_index] = picked_targets
     return log_probs.reshape(rows, width, vocab), targets.reshape(rows, width, vocab)
+
+
+def early_exit(lm: TransformersLM, layers: int) -> TransformersLM:
+    """A draft model that costs no download: `lm`'s first `layers` decoder layers, then
+    its final norm and output head, sharing every weight (nothing is copied). Untrained
+    for exiting early (unlike LayerSkip, Elhoushi et al. 2024, arXiv 2404.16710), so its
+    drafts are rarely accepted: the benchmark and tests use it as a cheap, different q."""
+    model = lm.model
+    inner = model.model  # the decoder stack of a *ForCausalLM
+    total = len(inner.layers)
+    if not 1 <= layers < total:
+        raise ValueError(f"early exit needs 1 <= layers < {total}, got {layers}")
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = layers
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = config.layer_types[:layers]
+    view_inner = copy.copy(inner)  # shallow copies with their own module tables
+    view_inner._modules = dict(inner._modules)
+    view_inner._modules["layers"] = torch.nn.ModuleList(list(inner.layers)[:layers])
+    view_inner.config = config
+    view = copy.copy(model)
+    view._modules = dict(model._modules)
+    view._modules["model"] = view_inner
+    view.config = config
+    draft = copy.copy(lm)
+    draft.model = view
+    draft.model_id = f"{lm.model_id} (first {layers} of {total} layers)"
+    draft._set_speculation("off")
+    return draft

@@ -33,9 +33,10 @@ def speculates(mode: str, request_hint: bool) -> bool:
 
 @dataclass
 class DraftAsk:
-    """What a drafter is asked for one row: up to `k` tokens after `tokens`, sampled as
-    the row is (a greedy row has temperature 0)."""
+    """What a drafter is asked for one row of a decoding batch (`row`): up to `k` tokens
+    after `tokens`, sampled as the row is (a greedy row has temperature 0)."""
 
+    row: int
     tokens: list[int]
     k: int
     temperature: float
@@ -137,6 +138,10 @@ class PromptLookup:
     def __init__(self, max_ngram: int = 4, min_ngram: int = 2) -> None:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
+
+    def session(self) -> PromptLookup:
+        """The drafter of one decoding batch: this one, which keeps no state."""
+        return self
 
     def propose_batch(self, asks: Sequence[DraftAsk]) -> list[tuple[list[int], None]]:
         """Drafts for several rows; q is a point mass (None)."""
