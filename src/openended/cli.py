@@ -19,6 +19,8 @@ from openended.domains.symbolic_regression.data import DataError
 from openended.domains.text.axes import AxesFileError
 from openended.domains.text.seed_data import SeedDataError
 from openended.engine.search import SearchError
+from openended.executor.ray_backend import RayUnavailableError
+from openended.experiments.results import ExperimentError
 from openended.improve import ImproveError
 from openended.lm import embedded
 from openended.lm.factory import ModelNotFoundError
@@ -30,6 +32,7 @@ from openended.store.run_store import StoreError
 from openended.training.finetune import FinetuneError
 
 console = Console(stderr=True, soft_wrap=True)
+
 USER_ERRORS = (
     ConfigError,
     DataError,
@@ -47,6 +50,8 @@ USER_ERRORS = (
     ImproveError,
     RankInputError,
     RankingStoreError,
+    ExperimentError,
+    RayUnavailableError,
 )
 
 
@@ -58,6 +63,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("model", "model.name"),
         ("model_name", "model.model_name"),
         ("runs_dir", "runs_dir"),
+        ("executor", "executor.kind"),
+        ("ray_address", "executor.address"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -108,9 +115,10 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    config = api.load_run_config(args.run_dir, args.set or [])
+    overrides = _overrides(args)
+    config = api.load_run_config(args.run_dir, overrides)
     with SearchProgress(config.budget, console=console) as progress:
-        result = api.resume(args.run_dir, overrides=args.set or [], on_batch=progress.update)
+        result = api.resume(args.run_dir, overrides=overrides, on_batch=progress.update)
     _finish(result, report=not args.no_report)
     return 0
 
@@ -315,6 +323,78 @@ def cmd_improve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_settings(cls: type, **values: object) -> object:
+    """Settings from the command line; a bad value is a user error naming the flag."""
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
+
+
+def cmd_experiment_collapse(args: argparse.Namespace) -> int:
+    from openended.experiments.collapse import CollapseSettings, run_collapse
+    from openended.experiments.models import EmbeddedModel, NGramModel
+    from openended.experiments.report import collapse_report
+
+    settings = _experiment_settings(
+        CollapseSettings,
+        model=args.model,
+        policies=tuple(args.policies),
+        generations=args.generations,
+        seeds=args.seeds,
+        real_lines=args.real_lines,
+        heldout_lines=args.heldout_lines,
+        prompts=args.prompts,
+        samples_per_prompt=args.samples_per_prompt,
+        k=args.k,
+        embedding_sample=args.embedding_sample,
+        order=args.order,
+    )
+    assert isinstance(settings, CollapseSettings)
+
+    def factory() -> NGramModel | EmbeddedModel:
+        if settings.model == "embedded":
+            return EmbeddedModel(args.out / "model-work", progress=None)
+        return NGramModel(settings.world.vocabulary, order=settings.order)
+
+    embed = None
+    if settings.embedding_sample > 0:
+        from openended.embeddings import Embedder
+
+        embed = Embedder.shared().encode
+    rows = run_collapse(settings, args.out, factory, embed=embed, progress=_say)
+    summary = collapse_report(rows, args.out, settings.k)
+    console.print(summary.read_text(), markup=False, highlight=False)
+    _say(f"results: {args.out / 'results.jsonl'}  plot: {args.out / 'collapse.png'}")
+    return 0
+
+
+def cmd_experiment_poison(args: argparse.Namespace) -> int:
+    from openended.experiments.poison import PoisonSettings, run_poison
+    from openended.experiments.report import poison_report
+
+    settings = _experiment_settings(
+        PoisonSettings,
+        attacks=tuple(args.attacks),
+        fractions=tuple(args.fractions),
+        seeds=args.seeds,
+        generations=args.generations,
+        real_lines=args.real_lines,
+        real_puzzles=args.real_puzzles,
+        raters=args.raters,
+    )
+    assert isinstance(settings, PoisonSettings)
+    rows = run_poison(settings, args.out, progress=_say)
+    summary = poison_report(rows, args.out)
+    console.print(summary.read_text(), markup=False, highlight=False)
+    _say(f"results: {args.out / 'results.jsonl'}  plots: {args.out}/poison-*.png")
+    return 0
+
+
 def cmd_augment(args: argparse.Namespace) -> int:
     from openended.domains.text.augment import augment_config, export_augmented
     from openended.domains.text.axes import load_task
@@ -355,6 +435,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-report", action="store_true", help="do not write report.html")
 
+    def add_executor(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--executor",
+            choices=("local", "ray"),
+            help="where evaluations run: this process (default) or a Ray cluster",
+        )
+        p.add_argument(
+            "--ray-address",
+            help="the Ray cluster: auto (default), host:port, ray://host:port, or local",
+        )
+
     run = sub.add_parser("run", help="run a search (default: symbolic regression, embedded model)")
     run.add_argument("--config", type=Path, help="TOML config file")
     run.add_argument("--name", help="run name (directory under runs_dir)")
@@ -367,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name", help="the server's model name (with an http(s) --model)")
     run.add_argument("--runs-dir", type=Path)
     add_set(run)
+    add_executor(run)
     run.set_defaults(func=cmd_run)
 
     evolve = sub.add_parser(
@@ -382,11 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--model-name", help="the server's model name")
     evolve.add_argument("--runs-dir", type=Path)
     add_set(evolve)
+    add_executor(evolve)
     evolve.set_defaults(func=cmd_evolve)
 
     resume = sub.add_parser("resume", help="continue a run from its store")
     resume.add_argument("run_dir", type=Path)
     add_set(resume)
+    add_executor(resume)
     resume.set_defaults(func=cmd_resume)
 
     report = sub.add_parser("report", help="write report.html and plots for a run")
@@ -508,6 +602,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rank.add_argument("--log-level", default="warning")
     rank.set_defaults(func=cmd_rank)
+
+    experiment = sub.add_parser(
+        "experiment", help="how self-training goes wrong: model collapse, poisoning"
+    )
+    experiments = experiment.add_subparsers(dest="experiment", required=True)
+    collapse = experiments.add_parser(
+        "collapse", help="train each generation on the last one's samples, four data policies"
+    )
+    collapse.add_argument("--out", type=Path, default=Path("runs/collapse"))
+    collapse.add_argument("--model", choices=("ngram", "embedded"), default="ngram")
+    collapse.add_argument(
+        "--policies",
+        nargs="+",
+        default=["replace", "accumulate", "accumulate-verify", "qd-curated"],
+        choices=["replace", "accumulate", "accumulate-verify", "qd-curated"],
+    )
+    collapse.add_argument("--generations", type=int, default=10)
+    collapse.add_argument("--seeds", type=int, default=5)
+    collapse.add_argument(
+        "--real-lines", type=int, default=1000, help="also samples per generation"
+    )
+    collapse.add_argument("--heldout-lines", type=int, default=1000)
+    collapse.add_argument("--prompts", type=int, default=100, help="held-out pass@k prompts")
+    collapse.add_argument("--samples-per-prompt", type=int, default=10)
+    collapse.add_argument("--k", type=int, default=5, help="pass@k (pass@1 is reported too)")
+    collapse.add_argument(
+        "--embedding-sample", type=int, default=200, help="lines embedded (0: no dispersion)"
+    )
+    collapse.add_argument("--order", type=int, default=5, help="n-gram order")
+    collapse.set_defaults(func=cmd_experiment_collapse)
+    poison = experiments.add_parser(
+        "poison",
+        help="poisoned data, vacuous puzzles and flipped raters, with and without defences",
+    )
+    poison.add_argument("--out", type=Path, default=Path("runs/poison"))
+    poison.add_argument(
+        "--attacks",
+        nargs="+",
+        default=["wrong-answers", "initial-errors", "vacuous-puzzles", "flipped-raters"],
+        choices=["wrong-answers", "initial-errors", "vacuous-puzzles", "flipped-raters"],
+    )
+    poison.add_argument("--fractions", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.5])
+    poison.add_argument("--seeds", type=int, default=5)
+    poison.add_argument("--generations", type=int, default=5)
+    poison.add_argument("--real-lines", type=int, default=1000)
+    poison.add_argument("--real-puzzles", type=int, default=300)
+    poison.add_argument("--raters", type=int, default=10)
+    poison.set_defaults(func=cmd_experiment_poison)
 
     model = sub.add_parser("model", help="the embedded model: fetch it, or show where it is")
     model.add_argument("action", choices=["fetch", "info"])
