@@ -15,6 +15,7 @@ from openended.config import Config, load_config
 from openended.domains import domain_class
 from openended.domains.base import Domain
 from openended.engine.search import Search, SearchOutcome
+from openended.executor import Evaluator, build_evaluator
 from openended.lm.base import LanguageModel
 from openended.store.run_store import BatchMetrics, RunStore, StoreError
 
@@ -44,6 +45,24 @@ def build_domain(config: Config) -> Domain:
     return cls(config.domain_options())  # type: ignore[call-arg]
 
 
+def _language_model(config: Config) -> LanguageModel:
+    """The run's model: in this process, or hosted by Ray actors (`executor.lm_actors`)."""
+    executor = config.executor
+    if executor.kind == "ray" and executor.lm_actors > 0 and not config.model.is_remote:
+        from openended.executor.ray_backend import RayActorLM
+
+        return RayActorLM(
+            config.model,
+            actors=executor.lm_actors,
+            cpus=executor.lm_actor_cpus,
+            address=executor.address,
+            seed=config.seed,
+        )
+    from openended.lm.factory import build_language_model
+
+    return build_language_model(config.model, seed=config.seed)
+
+
 def _new_run_dir(config: Config) -> Path:
     name = config.name or f"{config.domain_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.runs_dir) / name
@@ -63,11 +82,11 @@ def _execute(
     create: bool,
 ) -> RunResult:
     domain = build_domain(config)
+    evaluator: Evaluator | None = None
     try:
+        evaluator = build_evaluator(config, domain)
         if lm is None:
-            from openended.lm.factory import build_language_model
-
-            lm = build_language_model(config.model, seed=config.seed)
+            lm = _language_model(config)
         elif config.model.cache:
             from openended.lm.factory import with_cache
 
@@ -79,11 +98,20 @@ def _execute(
             if create:
                 store.write_config(config.to_toml())
                 store.set_meta("model_id", lm.model_id)
-            search = Search(config=config, domain=domain, lm=lm, store=store, on_batch=on_batch)
+            search = Search(
+                config=config,
+                domain=domain,
+                lm=lm,
+                store=store,
+                on_batch=on_batch,
+                evaluator=evaluator,
+            )
             outcome = asyncio.run(search.run())
             store.set_meta("model_id", lm.model_id)  # a server's model name is known by now
             archive = search.archive.to_frame()
     finally:
+        if evaluator is not None:
+            evaluator.close()
         close = getattr(domain, "close", None)
         if close is not None:
             close()

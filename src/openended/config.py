@@ -143,6 +143,28 @@ class ArchiveConfig(_Strict):
     cells: int = Field(64, ge=2, description="CVT centroids (kind = 'cvt')")
 
 
+class ExecutorConfig(_Strict):
+    """Where evaluations and local-model calls run (`openended.executor`)."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: this process; ray: evaluations as Ray tasks"
+    )
+    address: str = Field(
+        "auto",
+        description="ray: 'auto' (the cluster `ray start` made), 'host:port', "
+        "'ray://host:port' (Ray Client), or 'local' (a private cluster)",
+    )
+    chunk_size: int = Field(4, ge=1, description="ray: genomes per evaluation task")
+    task_cpus: float = Field(1.0, gt=0, description="ray: CPUs reserved per evaluation task")
+    max_retries: int = Field(3, ge=0, description="ray: retries of a task whose worker died")
+    lm_actors: int = Field(
+        0,
+        ge=0,
+        description="ray: Ray actors hosting the local model (0: the model runs in the driver)",
+    )
+    lm_actor_cpus: float = Field(1.0, gt=0, description="ray: CPUs reserved per model actor")
+
+
 class Config(_Strict):
     """The whole run configuration. Every field has a default: `Config()` is the default
     search (symbolic regression with the embedded model)."""
@@ -155,7 +177,19 @@ class Config(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     domain: dict[str, Any] = Field(default_factory=lambda: {"name": "symbolic_regression"})
+
+    @model_validator(mode="after")
+    def _executor_fits(self) -> Config:
+        if self.executor.lm_actors and self.executor.kind != "ray":
+            raise ValueError("executor.lm_actors needs executor.kind = 'ray'")
+        if self.executor.lm_actors and self.model.is_remote:
+            raise ValueError(
+                "executor.lm_actors: the model is a server (model.name is a URL); "
+                "only a local model is hosted by Ray actors"
+            )
+        return self
 
     @property
     def domain_name(self) -> str:

@@ -26,6 +26,7 @@ from openended.config import Config
 from openended.domains.base import Domain, Evaluation
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
+from openended.executor.base import Evaluator, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
 from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
@@ -98,6 +99,7 @@ class Search:
         lm: the language model.
         store: the run store (may already hold candidates: the search resumes).
         on_batch: called with the metrics after each committed batch.
+        evaluator: where evaluations run (default: the domain, in this process).
     """
 
     def __init__(
@@ -108,9 +110,11 @@ class Search:
         lm: LanguageModel,
         store: RunStore,
         on_batch: Callable[[BatchMetrics], None] | None = None,
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.config = config
         self.domain = domain
+        self.evaluator = evaluator or LocalEvaluator(domain)
         self.lm = lm
         self.store = store
         self.on_batch = on_batch
@@ -295,7 +299,7 @@ class Search:
             return
         start = time.perf_counter()
         try:
-            evaluations = await self.domain.evaluate([r.genome for r in pending])  # type: ignore[misc]
+            evaluations = await self.evaluator.evaluate([r.genome for r in pending])  # type: ignore[misc]
         except Exception as exc:
             evaluations = [
                 Evaluation.invalid(f"evaluator failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,42 @@
+"""The executor seam: an `Evaluator` scores genomes for the search engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from openended.domains.base import Domain, Evaluation
+
+if TYPE_CHECKING:
+    from openended.config import Config
+
+
+class Evaluator(Protocol):
+    """Scores a batch of genomes, in order (an invalid genome gets an invalid
+    `Evaluation`, not an exception)."""
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalEvaluator:
+    """The domain's own `evaluate`, in this process (its sandbox pool)."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
+        return list(await self.domain.evaluate(genomes))  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Nothing to release: the domain is closed by whoever made it."""
+
+
+def build_evaluator(config: Config, domain: Domain) -> Evaluator:
+    """The evaluator that `[executor] kind` names."""
+    if config.executor.kind == "ray":
+        from openended.executor.ray_backend import RayEvaluator
+
+        return RayEvaluator(config, domain)
+    return LocalEvaluator(domain)

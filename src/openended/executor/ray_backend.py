@@ -1,0 +1,174 @@
+"""Evaluations as Ray tasks, and local models as Ray actors.
+
+Each task evaluates a chunk of genomes with the domain built from the run's ``[domain]``
+table on the worker (cached per worker process, so its sandbox pool stays warm), i.e. the
+sandbox runs on the worker's node. A task whose worker dies is retried by Ray
+(`max_retries`) on any live worker; the driver receives each chunk's evaluations once,
+and only the driver writes the store, so nothing is lost or counted twice. Domains that
+judge with the run's language model (the text domain) are refused: their evaluation
+needs the driver's model.
+
+Ray is an optional dependency: ``pip install openended[ray]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from openended.domains.base import Domain, Evaluation
+from openended.lm.base import GenerationRequest, GenerationResult
+
+if TYPE_CHECKING:
+    from openended.config import Config, ModelConfig
+
+
+class RayUnavailableError(RuntimeError):
+    """Ray is not installed or the cluster cannot be reached."""
+
+
+def connect(address: str) -> Any:
+    """`ray.init` once per process: "auto" (a running cluster, `ray start`), "host:port",
+    "ray://host:port" (Ray Client) or "local" (a private cluster in this process)."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailableError(
+            "executor.kind = 'ray' needs Ray: pip install 'openended[ray]'"
+        ) from None
+    if not ray.is_initialized():
+        try:
+            ray.init(
+                address=None if address == "local" else address,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayUnavailableError(
+                f"executor.address = {address!r}: cannot reach a Ray cluster ({exc})"
+            ) from None
+    return ray
+
+
+_DOMAINS: dict[str, Domain] = {}
+
+
+def _domain_on_worker(name: str, options: dict[str, Any]) -> Domain:
+    """The domain for this run, built once per worker process."""
+    from openended.domains import domain_class
+
+    key = json.dumps([name, options], sort_keys=True, default=str)
+    domain = _DOMAINS.get(key)
+    if domain is None:
+        cls = domain_class(name)
+        domain = cls(cls.Config.model_validate(options))  # type: ignore[attr-defined,call-arg]
+        _DOMAINS[key] = domain
+    return domain
+
+
+def evaluate_chunk(name: str, options: dict[str, Any], genomes: list[str]) -> list[Evaluation]:
+    """Run on a Ray worker: evaluate genomes with the worker's domain."""
+    domain = _domain_on_worker(name, options)
+    return list(asyncio.run(domain.evaluate(genomes)))  # type: ignore[arg-type]
+
+
+class RayEvaluator:
+    """Evaluations as Ray tasks of `chunk_size` genomes, at most `max_retries` retries
+    each after a worker dies.
+
+    Args:
+        config: the run's configuration (its ``[executor]`` and ``[domain]`` tables).
+        domain: the driver's domain (checked: it must not need the driver's LM).
+    """
+
+    def __init__(self, config: Config, domain: Domain) -> None:
+        if getattr(domain, "use_language_model", None) is not None:
+            raise RayUnavailableError(
+                f"domain {config.domain_name!r} judges with the run's language model; "
+                "its evaluations cannot run on Ray workers (use executor.kind = 'local')"
+            )
+        settings = config.executor
+        self.ray = connect(settings.address)
+        self.name = config.domain_name
+        self.options = config.domain_options().model_dump(mode="json")
+        self.chunk_size = settings.chunk_size
+        self._task = self.ray.remote(evaluate_chunk).options(
+            num_cpus=settings.task_cpus,
+            max_retries=settings.max_retries,
+            retry_exceptions=False,
+            name="openended.evaluate_chunk",
+        )
+
+    async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
+        chunks = [
+            list(genomes[i : i + self.chunk_size]) for i in range(0, len(genomes), self.chunk_size)
+        ]
+        refs = [self._task.remote(self.name, self.options, chunk) for chunk in chunks]
+        results = await asyncio.gather(*refs, return_exceptions=True)
+        out: list[Evaluation] = []
+        for chunk, result in zip(chunks, results, strict=True):
+            if isinstance(result, BaseException):
+                reason = f"evaluation failed on Ray: {type(result).__name__}: {result}"
+                out += [Evaluation.invalid(reason[:2000])] * len(chunk)
+            else:
+                out += result
+        return out
+
+    def close(self) -> None:
+        """The cluster belongs to whoever started it; this process just disconnects."""
+
+
+class _ModelHost:
+    """A Ray actor holding a local model (built from the run's ``[model]`` table)."""
+
+    def __init__(self, model: dict[str, Any], seed: int | None) -> None:
+        from openended.config import ModelConfig
+        from openended.lm.factory import build_language_model
+
+        self.lm = build_language_model(ModelConfig.model_validate(model), seed=seed)
+
+    def model_id(self) -> str:
+        return str(self.lm.model_id)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        return asyncio.run(self.lm.generate(requests))
+
+
+class RayActorLM:
+    """A `LanguageModel` whose calls go to `actors` Ray actors hosting the local model,
+    round-robin by call; an actor that dies is restarted and the call retried.
+
+    Args:
+        model: the ``[model]`` table (a local model; a server needs no actors).
+        actors: how many model replicas.
+        cpus: CPUs reserved per actor.
+        address: the Ray cluster.
+        seed: the run's seed.
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        *,
+        actors: int,
+        cpus: float,
+        address: str,
+        seed: int | None,
+        max_restarts: int = 3,
+    ) -> None:
+        ray = connect(address)
+        host = ray.remote(_ModelHost).options(
+            num_cpus=cpus, max_restarts=max_restarts, max_task_retries=max_restarts
+        )
+        data = model.model_dump(mode="json", exclude_none=True)
+        self._actors = [host.remote(data, seed) for _ in range(actors)]
+        self.model_id = str(ray.get(self._actors[0].model_id.remote()))
+        self._next = 0
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        actor = self._actors[self._next % len(self._actors)]
+        self._next += 1
+        return list(await actor.generate.remote(list(requests)))
