@@ -207,3 +207,15 @@ def test_executor_settings_are_checked() -> None:
                 "executor": {"kind": "ray", "lm_actors": 1},
             }
         )
+
+
+def test_the_command_line_sets_the_executor() -> None:
+    from openended.cli import _overrides, build_parser
+
+    for command in (["run"], ["evolve", "a.py", "b.py"], ["resume", "runs/x"]):
+        args = build_parser().parse_args(
+            [*command, "--executor", "ray", "--ray-address", "ray://head:10001"]
+        )
+        config = load_config(None, _overrides(args))
+        assert config.executor.kind == "ray"
+        assert config.executor.address == "ray://head:10001"

@@ -4,6 +4,7 @@ settings that cannot mix."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,17 +90,8 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:
         embedding_sample=0,
     )
     _run(settings, tmp_path)
-    other = CollapseSettings(
-        policies=("replace",),
-        generations=2,
-        seeds=1,
-        real_lines=50,
-        prompts=5,
-        heldout_lines=20,
-        embedding_sample=0,
-    )
     with pytest.raises(ExperimentError, match=r"settings.json.*generations: 1 -> 2"):
-        _run(other, tmp_path)
+        _run(dataclasses.replace(settings, generations=2), tmp_path)
 
 
 @pytest.mark.parametrize(
