@@ -47,14 +47,21 @@ def ray_command(*args: str) -> None:
 
 
 def rate(evaluator: object, genomes: list[str], batch: int) -> float:
+    """Evaluations/s after a warm-up batch; every evaluation must be valid."""
+    out: list = []
+
     async def go() -> None:
         for i in range(0, len(genomes), batch):
-            await evaluator.evaluate(genomes[i : i + batch])  # type: ignore[attr-defined]
+            out.extend(await evaluator.evaluate(genomes[i : i + batch]))  # type: ignore[attr-defined]
 
     asyncio.run(evaluator.evaluate(genomes[:batch]))  # type: ignore[attr-defined]  # warm up
     start = time.perf_counter()
     asyncio.run(go())
-    return len(genomes) / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    invalid = [e.feedback for e in out if not e.valid]
+    if invalid:
+        raise SystemExit(f"{len(invalid)} invalid evaluations, e.g. {invalid[0]}")
+    return len(genomes) / seconds
 
 
 def main() -> None:

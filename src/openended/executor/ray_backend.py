@@ -14,7 +14,8 @@ Ray is an optional dependency: ``pip install openended[ray]``.
 from __future__ import annotations
 
 import asyncio
-import json
+import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,25 +54,35 @@ def connect(address: str) -> Any:
     return ray
 
 
-_DOMAINS: dict[str, Domain] = {}
+_DOMAINS: OrderedDict[str, Domain] = OrderedDict()
+_KEEP = 4  # domains kept per worker process (runs sharing a long-lived cluster)
 
 
-def _domain_on_worker(name: str, options: dict[str, Any]) -> Domain:
-    """The domain for this run, built once per worker process."""
+def _domain_on_worker(key: str, name: str, options: dict[str, Any]) -> Domain:
+    """The domain of one `RayEvaluator` (`key`), built once per worker process. A new
+    evaluator gets a new domain, so a worker never scores a run with files (an edited
+    evaluator) read for an earlier one; the least recently used beyond `_KEEP` close."""
     from openended.domains import domain_class
 
-    key = json.dumps([name, options], sort_keys=True, default=str)
     domain = _DOMAINS.get(key)
     if domain is None:
         cls = domain_class(name)
         domain = cls(cls.Config.model_validate(options))  # type: ignore[attr-defined,call-arg]
         _DOMAINS[key] = domain
+        while len(_DOMAINS) > _KEEP:
+            _, old = _DOMAINS.popitem(last=False)
+            close = getattr(old, "close", None)
+            if close is not None:
+                close()
+    _DOMAINS.move_to_end(key)
     return domain
 
 
-def evaluate_chunk(name: str, options: dict[str, Any], genomes: list[str]) -> list[Evaluation]:
-    """Run on a Ray worker: evaluate genomes with the worker's domain."""
-    domain = _domain_on_worker(name, options)
+def evaluate_chunk(
+    key: str, name: str, options: dict[str, Any], genomes: list[str]
+) -> list[Evaluation]:
+    """Run on a Ray worker: evaluate genomes with the worker's domain for `key`."""
+    domain = _domain_on_worker(key, name, options)
     return list(asyncio.run(domain.evaluate(genomes)))  # type: ignore[arg-type]
 
 
@@ -95,6 +106,7 @@ class RayEvaluator:
         self.name = config.domain_name
         self.options = config.domain_options().model_dump(mode="json")
         self.chunk_size = settings.chunk_size
+        self.key = uuid.uuid4().hex
         self._task = self.ray.remote(evaluate_chunk).options(
             num_cpus=settings.task_cpus,
             max_retries=settings.max_retries,
@@ -106,7 +118,7 @@ class RayEvaluator:
         chunks = [
             list(genomes[i : i + self.chunk_size]) for i in range(0, len(genomes), self.chunk_size)
         ]
-        refs = [self._task.remote(self.name, self.options, chunk) for chunk in chunks]
+        refs = [self._task.remote(self.key, self.name, self.options, chunk) for chunk in chunks]
         results = await asyncio.gather(*refs, return_exceptions=True)
         out: list[Evaluation] = []
         for chunk, result in zip(chunks, results, strict=True):

@@ -209,13 +209,7 @@ def run_collapse(
         for policy in settings.policies:
             data: DataPolicy | None = None
             for generation in range(settings.generations + 1):
-                # generation 0 (trained on the real data) is the same for every policy
-                name = (
-                    f"seed{seed}-g0.txt"
-                    if generation == 0
-                    else (f"seed{seed}-{policy}-g{generation}.txt")
-                )
-                saved = samples_dir / name
+                saved = samples_dir / _samples_name(seed, policy, generation)
                 done = results.get(seed=seed, policy=policy, generation=generation)
                 shared = results.get(seed=seed, generation=0) if generation == 0 else None
                 if done is None and shared is not None and saved.exists():
@@ -258,9 +252,13 @@ def _replay(
     """The data policy after the saved samples of generations 0..upto-1."""
     data = DataPolicy(policy, settings.world, real.train)
     for generation in range(upto):
-        name = f"seed{seed}-g0.txt" if generation == 0 else f"seed{seed}-{policy}-g{generation}.txt"
-        data.add((samples_dir / name).read_text().split("\n"))
+        data.add((samples_dir / _samples_name(seed, policy, generation)).read_text().split("\n"))
     return data
+
+
+def _samples_name(seed: int, policy: str, generation: int) -> str:
+    """Generation 0 (trained on the real data) is the same for every policy."""
+    return f"seed{seed}-g0.txt" if generation == 0 else f"seed{seed}-{policy}-g{generation}.txt"
 
 
 def _write_atomic(path: Path, text: str) -> None:

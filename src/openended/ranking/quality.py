@@ -124,10 +124,10 @@ def _consensus_agreement(
     """Per rater: (decisive choices that agree with the others' Bradley-Terry fit,
     choices compared). Only prompts judged by at least `MIN_OTHERS` other raters count
     (with one other rater, an honest rater and a flipper would accuse each other), and only
-    pairs whose both candidates at least half of the other raters (and `MIN_OTHERS`) have
-    judged: colluding raters who flip preferences push the worst candidates through their
-    brackets, so pairs that only they judge would confirm each other (measured by
-    `openended experiment poison`: with this rule two flippers of ten are flagged)."""
+    pairs that at least half of the other raters (and `MIN_OTHERS`) judged too: raters who
+    flip preferences push the worst candidates through their brackets, so the pairs only
+    they judge would let colluding flippers confirm each other, and pairs few others judged
+    carry little consensus (`openended experiment poison --attacks flipped-raters`)."""
     by_prompt: dict[int, list[StoredJudgment]] = defaultdict(list)
     for j in judgments:
         by_prompt[j.prompt_idx].append(j)
@@ -137,17 +137,15 @@ def _consensus_agreement(
             others = [j for j in judged if j.rater != rater]
             if len({j.rater for j in others}) < MIN_OTHERS:
                 continue
-            judges: dict[int, set[str]] = defaultdict(set)
+            judges: dict[frozenset[int], set[str]] = defaultdict(set)
             for j in others:
-                judges[j.left_idx].add(j.rater)
-                judges[j.right_idx].add(j.rater)
+                judges[frozenset((j.left_idx, j.right_idx))].add(j.rater)
             need = max(MIN_OTHERS, -(-len({j.rater for j in others}) // 2))
-            seen = {i for i, names in judges.items() if len(names) >= need}
             mean, _ = bt_posterior(sizes[prompt_idx], [as_schedule_judgment(j) for j in others])
             for j in judged:
                 if j.rater != rater or j.winner is None or j.loser is None:
                     continue
-                if j.winner not in seen or j.loser not in seen:
+                if len(judges.get(frozenset((j.winner, j.loser)), ())) < need:
                     continue
                 if np.isclose(mean[j.winner], mean[j.loser]):
                     continue
