@@ -45,14 +45,17 @@ def aggregate(
 def markdown_table(
     summary: Sequence[dict[str, Any]], by: Sequence[str], metrics: Sequence[str]
 ) -> str:
-    """A Markdown table, "mean ± ci" per metric."""
+    """A Markdown table, "mean ± ci" per metric (the mean alone for a single seed)."""
     lines = [
         "| " + " | ".join([*by, *metrics]) + " |",
         "|" + "---|" * (len(by) + len(metrics)),
     ]
     for row in summary:
         cells = [str(row[k]) for k in by]
-        cells += [f"{row[m]:.3f} ± {row[f'{m}_ci']:.3f}" for m in metrics]
+        if row.get("n", 2) > 1:
+            cells += [f"{row[m]:.3f} ± {row[f'{m}_ci']:.3f}" for m in metrics]
+        else:  # one seed: no interval
+            cells += [f"{row[m]:.3f}" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
