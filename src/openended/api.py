@@ -51,13 +51,18 @@ def _language_model(config: Config) -> LanguageModel:
     if executor.kind == "ray" and executor.lm_actors > 0 and not config.model.is_remote:
         from openended.executor.ray_backend import RayActorLM
 
-        return RayActorLM(
+        hosted = RayActorLM(
             config.model,
             actors=executor.lm_actors,
             cpus=executor.lm_actor_cpus,
             address=executor.address,
             seed=config.seed,
         )
+        if config.model.cache:
+            from openended.lm.factory import with_cache
+
+            return with_cache(hosted, config.model)
+        return hosted
     from openended.lm.factory import build_language_model
 
     return build_language_model(config.model, seed=config.seed)
@@ -83,10 +88,11 @@ def _execute(
 ) -> RunResult:
     domain = build_domain(config)
     evaluator: Evaluator | None = None
+    built_lm: LanguageModel | None = None
     try:
         evaluator = build_evaluator(config, domain)
         if lm is None:
-            lm = _language_model(config)
+            lm = built_lm = _language_model(config)
         elif config.model.cache:
             from openended.lm.factory import with_cache
 
@@ -112,6 +118,9 @@ def _execute(
     finally:
         if evaluator is not None:
             evaluator.close()
+        close_lm = getattr(built_lm, "close", None)  # Ray's model actors, a cache file
+        if close_lm is not None and not asyncio.iscoroutinefunction(close_lm):
+            close_lm()
         close = getattr(domain, "close", None)
         if close is not None:
             close()

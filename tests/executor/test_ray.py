@@ -160,13 +160,12 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    thread = threading.Thread(target=search)
+    thread = threading.Thread(target=search, daemon=True)
     thread.start()
     deadline = time.monotonic() + 240
     while not killed and thread.is_alive() and time.monotonic() < deadline:
         busy = _task_processes()
-        if busy:
-            time.sleep(0.2)  # in the middle of its evaluations
+        if busy:  # the title says it is running an evaluation task right now
             os.kill(busy[0], signal.SIGKILL)
             killed.append(busy[0])
         time.sleep(0.05)

@@ -76,20 +76,23 @@ def test_the_vacuity_check_keeps_vacuous_puzzles_out(tmp_path: Path) -> None:
     )
 
 
-def test_rater_qc_flags_flippers_and_restores_the_labels(tmp_path: Path) -> None:
+def test_rater_qc_flags_colluding_flippers_and_restores_the_labels(tmp_path: Path) -> None:
+    """Two flippers of ten judge the same bottom-bracket pairs that no honest rater
+    sees; QC must still flag both (it counts only pairs most other raters judged; before,
+    neither was flagged in this session)."""
     settings = PoisonSettings(
         attacks=("flipped-raters",),
         fractions=(0.2,),
         seeds=1,
-        raters=6,
-        rank_prompts=2,
-        candidates=8,
+        raters=10,
+        rank_prompts=3,
+        candidates=16,
     )
     rows = run_poison(settings, tmp_path, progress=lambda _: None)
     off = next(r for r in rows if not r["defence"])
     on = next(r for r in rows if r["defence"])
-    assert on["adversaries_flagged"] == 1.0  # the one flipper of six
-    assert on["honest_flagged"] == 0.0
+    assert on["flipped_raters"] == 2
+    assert on["adversaries_flagged"] == 1.0
     assert on["label_accuracy"] > off["label_accuracy"]
     assert on["kept_pairs"] < 1.0 == off["kept_pairs"]
 
@@ -99,3 +102,5 @@ def test_bad_settings_are_refused() -> None:
         PoisonSettings(fractions=(0.1, 1.0))
     with pytest.raises(ValueError, match="attacks must be among"):
         PoisonSettings(attacks=("typo",))
+    with pytest.raises(ValueError, match="0.04 of 10 raters is 0 flipped raters"):
+        PoisonSettings(attacks=("flipped-raters",), fractions=(0.04,))

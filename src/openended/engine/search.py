@@ -26,7 +26,7 @@ from openended.config import Config
 from openended.domains.base import Domain, Evaluation
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
-from openended.executor.base import Evaluator, LocalEvaluator
+from openended.executor.base import Evaluator, ExecutorError, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
 from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
@@ -300,6 +300,8 @@ class Search:
         start = time.perf_counter()
         try:
             evaluations = await self.evaluator.evaluate([r.genome for r in pending])  # type: ignore[misc]
+        except ExecutorError:
+            raise  # nothing is recorded; the run can be resumed
         except Exception as exc:
             evaluations = [
                 Evaluation.invalid(f"evaluator failed: {type(exc).__name__}: {exc}")

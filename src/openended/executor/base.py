@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from openended.config import Config
 
 
+class ExecutorError(RuntimeError):
+    """The executor could not evaluate (a cluster lost, retries exhausted): the run stops,
+    to be resumed, instead of recording the genomes as invalid."""
+
+
 class Evaluator(Protocol):
     """Scores a batch of genomes, in order (an invalid genome gets an invalid
     `Evaluation`, not an exception)."""

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from openended.domains.base import Domain, Evaluation
+from openended.executor.base import ExecutorError
 from openended.lm.base import GenerationRequest, GenerationResult
 
 if TYPE_CHECKING:
@@ -122,9 +123,18 @@ class RayEvaluator:
         results = await asyncio.gather(*refs, return_exceptions=True)
         out: list[Evaluation] = []
         for chunk, result in zip(chunks, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, self.ray.exceptions.RayTaskError):
+                # the domain's own code raised: these genomes are invalid, as in-process
                 reason = f"evaluation failed on Ray: {type(result).__name__}: {result}"
                 out += [Evaluation.invalid(reason[:2000])] * len(chunk)
+            elif isinstance(result, BaseException):
+                # retries exhausted, node or object lost, cluster gone: stop, resumable
+                for ref in refs:
+                    self.ray.cancel(ref, force=True)
+                raise ExecutorError(
+                    f"Ray could not run an evaluation task ({type(result).__name__}: {result}); "
+                    "nothing of this batch was stored: fix the cluster and resume the run"
+                ) from result
             else:
                 out += result
         return out
@@ -151,7 +161,8 @@ class _ModelHost:
 
 class RayActorLM:
     """A `LanguageModel` whose calls go to `actors` Ray actors hosting the local model,
-    round-robin by call; an actor that dies is restarted and the call retried.
+    each call's requests split across them; an actor that dies is restarted and the call
+    retried.
 
     Args:
         model: the ``[model]`` table (a local model; a server needs no actors).
@@ -176,11 +187,24 @@ class RayActorLM:
             num_cpus=cpus, max_restarts=max_restarts, max_task_retries=max_restarts
         )
         data = model.model_dump(mode="json", exclude_none=True)
+        data["cache"] = False  # the completion cache, if any, wraps this object in the driver
+        self.ray = ray
         self._actors = [host.remote(data, seed) for _ in range(actors)]
         self.model_id = str(ray.get(self._actors[0].model_id.remote()))
-        self._next = 0
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        actor = self._actors[self._next % len(self._actors)]
-        self._next += 1
-        return list(await actor.generate.remote(list(requests)))
+        """The requests split evenly across the actors (a seeded request's output does
+        not depend on what it is batched with), in order."""
+        requests = list(requests)
+        share = -(-len(requests) // len(self._actors))
+        parts = [requests[i : i + share] for i in range(0, len(requests), share)]
+        done = await asyncio.gather(
+            *(actor.generate.remote(part) for actor, part in zip(self._actors, parts, strict=False))
+        )
+        return [result for part in done for result in part]
+
+    def close(self) -> None:
+        """Stop the model actors (they hold CPUs and memory on the cluster)."""
+        for actor in self._actors:
+            self.ray.kill(actor)
+        self._actors = []

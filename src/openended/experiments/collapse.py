@@ -77,6 +77,9 @@ class CollapseSettings:
         for name in ("generations", "seeds", "real_lines", "heldout_lines", "prompts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.order < 1:
+            raise ValueError(f"order must be >= 1, got {self.order}")
+        self.world  # noqa: B018 - the world checks its own settings
         if not 1 <= self.k <= self.samples_per_prompt:
             raise ValueError(
                 f"k must be in 1..samples_per_prompt ({self.samples_per_prompt}), got {self.k}"
@@ -225,8 +228,9 @@ def run_collapse(
                     sample_seed = int(np.random.default_rng([seed, 2, generation]).integers(2**31))
                     model.train(training, seed=sample_seed)
                     samples = model.sample(settings.real_lines, sample_seed)
-                    row = measure(model, real, samples, sample_seed)
+                    row = done or measure(model, real, samples, sample_seed)
                     _write_atomic(saved, "\n".join(samples))
+                if done is None:
                     results.add(
                         {
                             "seed": seed,

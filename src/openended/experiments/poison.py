@@ -80,9 +80,32 @@ class PoisonSettings:
         bad = [f for f in self.fractions if not 0 <= f < 1]
         if bad or not self.fractions:
             raise ValueError(f"fractions must be in [0, 1), got {self.fractions!r}")
-        for name in ("seeds", "generations", "real_lines", "real_puzzles", "raters"):
+        for name in (
+            "seeds",
+            "generations",
+            "real_lines",
+            "real_puzzles",
+            "raters",
+            "prompts",
+            "samples_per_prompt",
+            "order",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if "flipped-raters" in self.attacks:
+            for fraction in self.fractions:
+                flipped = flipped_count(fraction, self.raters)
+                if fraction > 0 and not 0 < flipped < self.raters:
+                    raise ValueError(
+                        f"fractions: {fraction} of {self.raters} raters is {flipped} flipped "
+                        "raters; flipped-raters needs at least one and fewer than all"
+                    )
+        EquationWorld(size=self.world_size, zipf=self.zipf)  # checks its own settings
+
+
+def flipped_count(fraction: float, raters: int) -> int:
+    """Raters who flip: the share rounded half up."""
+    return int(fraction * raters + 0.5)
 
 
 # --- the equation attacks ---------------------------------------------------------------
@@ -105,10 +128,11 @@ def _equation_run(
     world = EquationWorld(size=settings.world_size, zipf=settings.zipf)
     rng = np.random.default_rng([seed, 10])
     real = world.lines(settings.real_lines, rng)
+    heldout_pairs = [tuple(map(int, p)) for p in world.sample_pairs(settings.prompts, rng)]
+    rng = np.random.default_rng([seed, 12])  # the poison's draws: the same prompts at every p
     if attack == "initial-errors":
         poisoned = round(fraction * len(real))
         real = off_by_one(world, poisoned, rng) + real[poisoned:]
-    heldout_pairs = [tuple(map(int, p)) for p in world.sample_pairs(settings.prompts, rng)]
     prompts = [world.prompt(a, b) for a, b in heldout_pairs]
     accept = world.verify if defence else buggy_verifier
     model = NGramModel(world.vocabulary, order=settings.order)
@@ -198,7 +222,7 @@ def _rater_run(settings: PoisonSettings, fraction: float, seed: int) -> list[dic
 
     rng = np.random.default_rng([seed, 30])
     quality = rng.normal(size=(settings.rank_prompts, settings.candidates))
-    flipped = set(range(round(fraction * settings.raters)))
+    flipped = set(range(flipped_count(fraction, settings.raters)))
     names = [f"rater{r}" for r in range(settings.raters)]
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "outputs.jsonl"
@@ -266,6 +290,7 @@ def _rater_run(settings: PoisonSettings, fraction: float, seed: int) -> list[dic
                 "label_accuracy": float(np.mean(right)) if right else float("nan"),
                 "top_is_best": float(np.mean(best)),
                 "kept_pairs": len(kept) / max(1, len(rows_out)),
+                "flipped_raters": len(adversaries),
                 "adversaries_flagged": len(flagged & adversaries) / len(adversaries)
                 if adversaries
                 else float("nan"),
@@ -301,16 +326,19 @@ def run_poison(
                             d for d in (False, True) if results.get(**key, defence=d) is None
                         ]
                         if missing:
-                            for row in _rater_run(settings, fraction, seed):
-                                if row["defence"] in missing:
-                                    results.add({**key, **row})
+                            rows = _rater_run(settings, fraction, seed)
+                            results.add_many(
+                                [{**key, **row} for row in rows if row["defence"] in missing]
+                            )
                         done += 2
                         progress(f"[poison] {done}/{total}  {attack}  p = {fraction}  seed {seed}")
                         continue
                     for defence in (False, True):
                         done += 1
-                        if results.get(**key, defence=defence) is not None:
+                        final = settings.generations
+                        if results.get(**key, defence=defence, generation=final) is not None:
                             continue
+                        results.discard(**key, defence=defence)  # an arm cut off midway
                         if attack == "vacuous-puzzles":
                             if verifier is None:
                                 from openended.domains.puzzles.verify import PuzzleVerifier
@@ -319,8 +347,7 @@ def run_poison(
                             rows = _puzzle_run(settings, fraction, defence, seed, world, verifier)
                         else:
                             rows = _equation_run(settings, attack, fraction, defence, seed)
-                        for row in rows:
-                            results.add({**key, "defence": defence, **row})
+                        results.add_many([{**key, "defence": defence, **row} for row in rows])
                         last = rows[-1]
                         shown = "  ".join(
                             f"{k} {v:.3f}" for k, v in last.items() if k != "generation"

@@ -85,6 +85,9 @@ async def _check_all(lines: Sequence[str], verifier: object) -> list[tuple[bool,
         solved = await verifier.verify(line, "int", line + SOLVER)  # type: ignore[attr-defined]
         if not solved.solved:
             return False, False
-        return True, await verifier.vacuity(line, "int") is not None  # type: ignore[attr-defined]
+        reason = await verifier.vacuity(line, "int")  # type: ignore[attr-defined]
+        if reason is not None and not reason.startswith("vacuous"):
+            return False, False  # the check itself failed (timeout, crash): not usable
+        return True, reason is not None
 
     return list(await asyncio.gather(*(one(line) for line in lines)))

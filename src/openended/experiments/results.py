@@ -67,11 +67,22 @@ class ResultsFile:
         return None
 
     def add(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
+        self.add_many([row])
+
+    def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows in one write (a crash can cut only the last line)."""
+        self._rows += rows
         with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
             f.flush()
             os.fsync(f.fileno())
+
+    def discard(self, **key: Any) -> None:
+        """Forget the rows whose fields equal `key` (a unit of work cut off midway)."""
+        kept = [r for r in self._rows if not all(k in r and r[k] == v for k, v in key.items())]
+        if len(kept) != len(self._rows):
+            self._rows = kept
+            self._rewrite()
 
     def count(self) -> int:
         return len(self._rows)
