@@ -135,25 +135,7 @@ class EmbeddedModel:
         return [[f"{p}{t}".strip() for t in row] for p, row in zip(prompts, texts, strict=True)]
 
     def perplexity(self, lines: Sequence[str]) -> float:
-        import torch
-
-        lm = self._lm
-        total, tokens = 0.0, 0
-        prefix = lm.tokenizer(self.PREFIX, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            for start in range(0, len(lines), 32):
-                batch = lines[start : start + 32]
-                rows = [
-                    prefix + lm.tokenizer(f" {line}\n", add_special_tokens=False)["input_ids"]
-                    for line in batch
-                ]
-                input_ids, attention, positions = lm._left_pad(rows)
-                logits = lm._forward(input_ids, attention, positions)
-                log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-                targets = input_ids[:, 1:]
-                picked = log_probs.gather(-1, targets[..., None])[..., 0]
-                for r, row in enumerate(rows):
-                    scored = len(row) - len(prefix)  # the line's tokens, newline included
-                    total += float(picked[r, -scored:].sum())
-                    tokens += scored
+        scored = self._lm.completion_logprobs(self.PREFIX, [f" {line}\n" for line in lines])
+        total = sum(log_p for log_p, _ in scored)
+        tokens = sum(count for _, count in scored)
         return float(np.exp(-total / tokens))

@@ -246,6 +246,29 @@ class TransformersLM:
             for logp in self._next_token_logprobs(prompts)
         ]
 
+    def completion_logprobs(
+        self, prefix: str, completions: Sequence[str], *, batch_size: int = 32
+    ) -> list[tuple[float, int]]:
+        """For each completion, its log-probability after the raw text `prefix` (natural
+        log, summed over its tokens) and its token count; teacher-forced, no sampling."""
+        prefix_ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        out: list[tuple[float, int]] = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(completions), batch_size):
+                texts = completions[start : start + batch_size]
+                rows = [
+                    prefix_ids + self.tokenizer(t, add_special_tokens=False)["input_ids"]
+                    for t in texts
+                ]
+                input_ids, attention, positions = self._left_pad(rows)
+                logits = self._forward(input_ids, attention, positions)
+                log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+                picked = log_probs.gather(-1, input_ids[:, 1:, None])[..., 0]
+                for r, row in enumerate(rows):
+                    scored = len(row) - len(prefix_ids)
+                    out.append((float(picked[r, len(picked[r]) - scored :].sum()), scored))
+        return out
+
     def next_token_top_logprobs(
         self, prompts: Sequence[str], k: int
     ) -> list[list[tuple[str, float]]]:
