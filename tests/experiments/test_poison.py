@@ -102,5 +102,5 @@ def test_bad_settings_are_refused() -> None:
         PoisonSettings(fractions=(0.1, 1.0))
     with pytest.raises(ValueError, match="attacks must be among"):
         PoisonSettings(attacks=("typo",))
-    with pytest.raises(ValueError, match="0.04 of 10 raters is 0 flipped raters"):
+    with pytest.raises(ValueError, match=r"0\.04 of 10 raters is 0 flipped raters"):
         PoisonSettings(attacks=("flipped-raters",), fractions=(0.04,))

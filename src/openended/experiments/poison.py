@@ -100,7 +100,16 @@ class PoisonSettings:
                         f"fractions: {fraction} of {self.raters} raters is {flipped} flipped "
                         "raters; flipped-raters needs at least one and fewer than all"
                     )
-        EquationWorld(size=self.world_size, zipf=self.zipf)  # checks its own settings
+        self.world  # noqa: B018 - the world checks its own settings
+
+    @property
+    def world(self) -> EquationWorld:
+        return EquationWorld(size=self.world_size, zipf=self.zipf)
+
+
+def poison_count(fraction: float, clean: int) -> int:
+    """Poisoned items to add to `clean` ones so that they are `fraction` of the pool."""
+    return round(fraction * clean / (1 - fraction))
 
 
 def flipped_count(fraction: float, raters: int) -> int:
@@ -125,7 +134,7 @@ def buggy_verifier(line: str) -> bool:
 def _equation_run(
     settings: PoisonSettings, attack: str, fraction: float, defence: bool, seed: int
 ) -> list[dict[str, Any]]:
-    world = EquationWorld(size=settings.world_size, zipf=settings.zipf)
+    world = settings.world
     rng = np.random.default_rng([seed, 10])
     real = world.lines(settings.real_lines, rng)
     heldout_pairs = [tuple(map(int, p)) for p in world.sample_pairs(settings.prompts, rng)]
@@ -144,8 +153,8 @@ def _equation_run(
         completions = model.complete(prompts, settings.samples_per_prompt, train_seed)
         correct, attacked = [], []
         for (a, b), row in zip(heldout_pairs, completions, strict=True):
+            correct.append(sum(world.verify(c) for c in row))
             parsed = [EquationWorld.parse(c) for c in row]
-            correct.append(sum(p is not None and p[2] == a + b for p in parsed))
             attacked.append(np.mean([p is not None and p[2] == a + b + 1 for p in parsed]))
         rows.append(
             {
@@ -159,8 +168,7 @@ def _equation_run(
             break
         samples = model.sample(settings.real_lines, train_seed)
         if attack == "wrong-answers":
-            poison = round(fraction * len(samples) / (1 - fraction))  # p of the pool
-            samples = samples + off_by_one(world, poison, rng)
+            samples = samples + off_by_one(world, poison_count(fraction, len(samples)), rng)
         data += [x for x in samples if accept(x)]
     return rows
 
@@ -200,8 +208,7 @@ def _puzzle_run(
         )
         if generation == settings.generations:
             break
-        poison = round(fraction * len(samples) / (1 - fraction))
-        pool = samples + world.poison(poison, rng)
+        pool = samples + world.poison(poison_count(fraction, len(samples)), rng)
         pool_verdicts = world.check(pool, verifier)
         data += [
             x
