@@ -19,6 +19,7 @@ from openended.domains.symbolic_regression.data import DataError
 from openended.domains.text.axes import AxesFileError
 from openended.domains.text.seed_data import SeedDataError
 from openended.engine.search import SearchError
+from openended.errors import InfrastructureError
 from openended.executor.ray_backend import RayUnavailableError
 from openended.experiments.results import ExperimentError
 from openended.improve import ImproveError
@@ -52,6 +53,7 @@ USER_ERRORS = (
     RankingStoreError,
     ExperimentError,
     RayUnavailableError,
+    InfrastructureError,
 )
 
 

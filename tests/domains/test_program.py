@@ -18,6 +18,7 @@ from openended.engine import build_operators
 from openended.lm.base import GenerationRequest
 from openended.lm.scripted import ScriptedLM
 from openended.operators.program import trim_function_body
+from openended.sandbox import bwrap_path
 from openended.store import RunStore
 
 INITIAL = '''\
@@ -296,6 +297,26 @@ def test_resume_of_an_evolve_run(task: dict) -> None:
     assert [r[0] for r in after] == list(range(1, len(after) + 1))
     with RunStore(first.run_dir) as store:
         assert store.get_meta("usage")["lm_calls"] == 7
+        sessions = store.get_meta("sandbox")
+    # the run records how its candidates were isolated; the resume (same sandbox) adds nothing
+    assert len(sessions) == 1 and sessions[0]["from_batch"] == 0
+    assert sessions[0]["isolation"] in ("bwrap", "rlimits") and sessions[0]["seccomp"] is True
+
+
+@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
+def test_a_resume_on_another_isolation_is_recorded(task: dict, monkeypatch) -> None:
+    """A run started where bubblewrap was missing and resumed where it works says so."""
+    from openended.sandbox import pool
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pool, "best_isolation", lambda: "rlimits")
+        first = openended.run(task, lm=ScriptedLM(scripted))
+    openended.resume(first.run_dir, overrides=["budget.max_lm_calls=6"], lm=ScriptedLM(scripted))
+    with RunStore(first.run_dir) as store:
+        sessions = store.get_meta("sandbox")
+        last = store.last_batch()
+    assert [s["isolation"] for s in sessions] == ["rlimits", "bwrap"]
+    assert 0 < sessions[1]["from_batch"] <= last
 
 
 def test_a_failing_initial_program_is_a_clear_error(task: dict, tmp_path: Path) -> None:

@@ -82,3 +82,12 @@ class Domain(Protocol):
     def prompt_dir(self) -> Path | None:
         """A folder of `<operator>.jinja` templates overriding the operators' defaults."""
         ...
+
+
+@runtime_checkable
+class SandboxedDomain(Protocol):
+    """A domain that runs candidates in a sandbox; the run records how it was isolated."""
+
+    def sandbox_info(self) -> Mapping[str, Any]:
+        """``isolation`` (bwrap | rlimits | inprocess), ``seccomp``, ``scratch``, ..."""
+        ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,11 @@ import numpy as np
 
 from openended.archive.elite import Elite
 from openended.config import Config
-from openended.domains.base import Domain, Evaluation
+from openended.domains.base import Domain, Evaluation, SandboxedDomain
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
-from openended.executor.base import Evaluator, ExecutorError, LocalEvaluator
+from openended.errors import InfrastructureError
+from openended.executor.base import Evaluator, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
 from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
@@ -148,6 +149,8 @@ class Search:
                 "seed": config.seed,
             },
         )
+        if isinstance(domain, SandboxedDomain):
+            _record_sandbox(store, domain.sandbox_info())
         self._inserted = -1  # highest batch inserted into the archive
         self._release = -1  # highest batch the consumer may insert into the archive
         self._changed = asyncio.Condition()
@@ -300,7 +303,7 @@ class Search:
         start = time.perf_counter()
         try:
             evaluations = await self.evaluator.evaluate([r.genome for r in pending])  # type: ignore[misc]
-        except ExecutorError:
+        except InfrastructureError:
             raise  # nothing is recorded; the run can be resumed
         except Exception as exc:
             evaluations = [
@@ -493,3 +496,12 @@ class Search:
             metrics=self.store.last_metrics(),
             history=self.history,
         )
+
+
+def _record_sandbox(store: RunStore, info: Mapping[str, Any]) -> None:
+    """Append the sandbox's isolation to the run's ``sandbox`` meta when it differs from
+    the last session's (a run resumed on a machine without bubblewrap says so)."""
+    sessions = list(store.get_meta("sandbox", []))
+    entry = {**info, "from_batch": (store.last_batch() or -1) + 1}
+    if not sessions or {k: v for k, v in sessions[-1].items() if k != "from_batch"} != dict(info):
+        store.set_meta("sandbox", [*sessions, entry])

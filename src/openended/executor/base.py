@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from openended.domains.base import Domain, Evaluation
+from openended.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from openended.config import Config
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(InfrastructureError):
     """The executor could not evaluate (a cluster lost, retries exhausted): the run stops,
     to be resumed, instead of recording the genomes as invalid."""
 

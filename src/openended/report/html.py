@@ -36,6 +36,15 @@ def _table(frame: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _describe_sandbox(session: dict) -> str:
+    text = str(session.get("isolation", "?"))
+    if session.get("seccomp"):
+        text += " + seccomp"
+    if session.get("from_batch"):
+        text += f" (from batch {session['from_batch']})"
+    return text
+
+
 def write_report(run_dir: Path, *, top: int = 15) -> Path:
     """Write ``report.html`` and its PNG plots into `run_dir`; returns the HTML path."""
     run_dir = Path(run_dir)
@@ -45,6 +54,7 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         candidates = store.frame("candidates")
         model_id = store.get_meta("model_id", "?")
         usage = store.get_meta("usage", {})
+        sandbox = store.get_meta("sandbox", [])
     parts = [f"<h1>openended run: {html.escape(run_dir.name)}</h1>"]
     stats = archive.stats()
     summary = {
@@ -59,6 +69,8 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         "QD-score": f"{stats.qd_score:.4g} (offset {archive.qd_score_offset:g})",
         "best fitness": "-" if stats.best_fitness is None else f"{stats.best_fitness:.4g}",
     }
+    if sandbox:
+        summary["sandbox"] = "; ".join(_describe_sandbox(s) for s in sandbox)
     parts.append(_table(pd.DataFrame({"": list(summary), "value": list(summary.values())})))
     if not batches.empty:
         plot_progress(batches, run_dir / "progress.png")

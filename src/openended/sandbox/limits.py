@@ -17,6 +17,9 @@ class Limits:
         max_output_bytes: stdout plus stderr per evaluation.
         max_result_bytes: size of the JSON-encoded return value.
         max_file_mb: largest file the code may write in its scratch directory (RLIMIT_FSIZE).
+        max_scratch_mb: everything in the scratch directory together (a tmpfs of this size
+            under bubblewrap; measured every 20 ms and enforced by killing the run without).
+        max_scratch_files: files and folders in the scratch directory together.
     """
 
     wall_seconds: float = 10.0
@@ -26,6 +29,8 @@ class Limits:
     max_output_bytes: int = 1 << 20
     max_result_bytes: int = 1 << 20
     max_file_mb: int = 64
+    max_scratch_mb: int = 256
+    max_scratch_files: int = 4096
 
     def __post_init__(self) -> None:
         for name in ("wall_seconds", "cpu_seconds"):
@@ -37,6 +42,8 @@ class Limits:
             "max_output_bytes",
             "max_result_bytes",
             "max_file_mb",
+            "max_scratch_mb",
+            "max_scratch_files",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be >= 1, got {getattr(self, name)}")

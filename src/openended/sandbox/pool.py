@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -17,11 +18,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from openended.sandbox import worker_main
+from openended.errors import InfrastructureError
 from openended.sandbox.launch import best_isolation, bwrap_path
 from openended.sandbox.limits import Limits
 from openended.sandbox.process import SandboxProcess, SandboxStartError
 from openended.sandbox.result import SandboxError, SandboxResult
+from openended.sandbox.worker_runtime import program as program_runner
 
 logger = logging.getLogger(__name__)
 IsolationChoice = Literal["auto", "bwrap", "rlimits", "inprocess"]
@@ -58,36 +60,50 @@ def _release_uids(held: list[tuple[int, int]]) -> None:
         os.close(fd)  # closing the descriptor drops its lock
 
 
-class SandboxUnavailableError(RuntimeError):
-    """The requested isolation cannot be had on this machine."""
+class SandboxUnavailableError(InfrastructureError):
+    """The sandbox cannot run programs here: the requested isolation is missing, or a
+    worker cannot start (the message says why and what to do)."""
 
 
 class Sandbox:
     """Runs `entry(*args)` of untrusted program text with limits, in warm workers.
 
+    Each worker is a fork server that never runs untrusted code itself: every program runs
+    in a fresh child process, under the worker slot's private uid (when started as root),
+    with resource limits, a seccomp filter (no new namespaces, no tracing, no leaving its
+    process group) and no descriptor but its own result pipe and stdout/stderr. When the
+    program has answered, died or timed out, everything it started is killed and its
+    scratch folder emptied. So nothing of one program — interpreter state, threads,
+    processes, files — can reach another's run or result, and the warm server keeps its
+    speed (imports, including `preload`, are done once).
+
     Isolation (`isolation`):
 
     - ``"bwrap"``: bubblewrap — own PID, network, IPC and UTS namespaces (no network),
-      a read-only view of /usr and the Python installation only, a private writable
-      scratch folder, an empty environment; inside, the code runs as an unprivileged
-      uid with RLIMIT_AS / NPROC / CPU / FSIZE.
-    - ``"rlimits"``: a plain subprocess with the same limits and uid, but no filesystem
-      or network isolation. Used by ``"auto"`` when bwrap is missing, with a warning.
+      a read-only view of /usr and the Python installation only, a size-limited tmpfs
+      as scratch, an empty environment; as root the server keeps only the capabilities
+      it needs to switch uid and clean up.
+    - ``"rlimits"``: a plain subprocess with the same limits, uid and seccomp filter,
+      but no filesystem or network isolation; the scratch quota is measured, not
+      enforced by the kernel. Used by ``"auto"`` when bwrap is missing, with a warning.
     - ``"inprocess"``: exec in this process with no limits at all. Only for trusted
       code, and only when asked for by name.
 
-    Each worker evaluates many programs and is recycled after `recycle_after` runs or
-    after any fault (timeout, crash, output flood, threads left running).
+    The first worker starts in the constructor and runs a probe program (an import of the
+    standard library, under the seccomp filter): a sandbox that cannot run programs raises
+    `SandboxUnavailableError` here, naming the cause, instead of failing every run later.
 
     Args:
         limits: per-evaluation limits.
         isolation: see above.
         workers: most evaluations at once.
-        recycle_after: runs per worker process.
+        recycle_after: runs per worker process (a worker is also replaced after any sign
+            that a run left something behind).
         base_uid: uid of worker slot i is ``base_uid + i`` (when running as root). By
-            default each pool takes uids no other open pool of this process uses, so
-            that two pools never share a uid (RLIMIT_NPROC and the check for left-over
-            processes are per uid).
+            default each pool takes uids no other open pool uses, in this process or any
+            other, so that two pools never share a uid.
+        preload: modules each worker imports once, before serving (e.g. ``"numpy"`` for
+            an evaluator that uses it): programs then find them already imported.
     """
 
     def __init__(
@@ -96,8 +112,9 @@ class Sandbox:
         limits: Limits | None = None,
         isolation: IsolationChoice = "auto",
         workers: int = 2,
-        recycle_after: int = 200,
+        recycle_after: int = 10_000,
         base_uid: int | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.limits = limits or Limits()
         if isolation == "auto":
@@ -117,6 +134,7 @@ class Sandbox:
         self.isolation: IsolationChoice = resolved  # type: ignore[assignment]
         self.workers = workers
         self.recycle_after = recycle_after
+        self.preload = tuple(preload)
         self._free: queue.Queue[int] = queue.Queue()
         self._processes: dict[int, SandboxProcess | None] = {}
         for slot in range(workers):
@@ -134,6 +152,19 @@ class Sandbox:
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner")
         self.started = 0  # worker processes started, for inspection
         self._closed = False
+        self.info: dict[str, Any] = {"isolation": self.isolation}
+        if self.isolation != "inprocess":
+            try:
+                self._processes[0] = self._start(0)
+            except SandboxStartError as exc:
+                self.close()
+                raise SandboxUnavailableError(_explain(str(exc), self.isolation)) from None
+            self.info.update(
+                {
+                    key: self._processes[0].info[key]  # type: ignore[union-attr]
+                    for key in ("seccomp", "scratch", "mapped_paths")
+                }
+            )
 
     # -- running ----------------------------------------------------------------------------
 
@@ -161,14 +192,12 @@ class Sandbox:
                 process.close()  # died while idle (killed from outside): start afresh
                 process = self._processes[slot] = None
             if process is None:
-                try:
-                    process = self._start(slot)
-                except SandboxStartError as exc:
-                    return SandboxResult(
-                        error=SandboxError("sandbox_error", str(exc)), isolation=self.isolation
-                    )
+                process = self._start_or_raise(slot)
             result = process.run(program, entry, args, kwargs)
-            process.clean_scratch()
+            if process.retry:  # refused before the program ran: once more, on a new worker
+                process.close()
+                process = self._processes[slot] = self._start_or_raise(slot)
+                result = process.run(program, entry, args, kwargs)
             if process.broken or process.runs >= self.recycle_after:
                 process.close()
                 self._processes[slot] = None
@@ -199,13 +228,25 @@ class Sandbox:
         """The uids the workers run as (empty when not running as root)."""
         return tuple(uid for uid in self._uids.values() if uid is not None)
 
+    def _start_or_raise(self, slot: int) -> SandboxProcess:
+        """Start the slot's worker; one retry, then `SandboxUnavailableError` (a worker
+        that cannot start is the machine's fault, not the program's)."""
+        try:
+            return self._start(slot)
+        except SandboxStartError:
+            time.sleep(0.5)
+        try:
+            return self._start(slot)
+        except SandboxStartError as exc:
+            raise SandboxUnavailableError(_explain(str(exc), self.isolation)) from None
+
     def _start(self, slot: int) -> SandboxProcess:
         process = self._spawner.submit(
             SandboxProcess,
             isolation=self.isolation,  # type: ignore[arg-type]
             limits=self.limits,
             uid=self._uids[slot],
-            max_runs=self.recycle_after,
+            preload=self.preload,
         ).result()
         with self._lock:
             self.started += 1
@@ -216,7 +257,7 @@ class Sandbox:
         self, program: str, entry: str, args: list[Any], kwargs: dict[str, Any]
     ) -> SandboxResult:
         start = time.perf_counter()
-        response = worker_main.evaluate(
+        response = program_runner.evaluate(
             {"program": program, "entry": entry, "args": args, "kwargs": kwargs},
             self.limits.max_result_bytes,
         )
@@ -260,3 +301,20 @@ class Sandbox:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             self.close()
+
+
+def _explain(reason: str, isolation: str) -> str:
+    """The start failure, with what to do about the common cause: an unprivileged uid that
+    cannot read the Python installation."""
+    advice = ""
+    if "ModuleNotFoundError" in reason or "ImportError" in reason:
+        advice = (
+            f" (the sandbox's unprivileged uid cannot import from {sys.base_prefix}: make its "
+            "folders readable to other users, e.g. chmod o+rx on each parent folder"
+            + (
+                ", or install bubblewrap: apt-get install bubblewrap)"
+                if isolation != "bwrap"
+                else ")"
+            )
+        )
+    return f"{reason}{advice}"

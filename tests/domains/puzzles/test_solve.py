@@ -73,6 +73,7 @@ def test_scores_samples_with_the_sandbox(verifier: PuzzleVerifier) -> None:
     assert {r.seed for r in lm.requests[:2]} != {None}
     summary = report.summary([1, 4, 10])
     assert "pass@10" not in summary and summary["solved_at_least_once"] == 2
+    assert summary["sandbox"] == verifier.solutions.isolation  # how the samples were run
 
 
 def test_too_long_prompts_count_as_unsolved_without_a_model_call(verifier: PuzzleVerifier) -> None:

@@ -17,7 +17,7 @@ from tests.domains.puzzles.fixtures import PUZZLES
 @pytest.fixture(scope="module")
 def verifier() -> Iterator[PuzzleVerifier]:
     limits = Limits(wall_seconds=2.0, cpu_seconds=2.0, memory_mb=512)
-    with PuzzleVerifier(solution_limits=limits, check_limits=limits, fresh_checker=True) as v:
+    with PuzzleVerifier(solution_limits=limits, check_limits=limits) as v:
         yield v
 
 

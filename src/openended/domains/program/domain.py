@@ -250,6 +250,9 @@ class ProgramDomain:
             results[i] = evaluation
         return results  # type: ignore[return-value]
 
+    def sandbox_info(self) -> Mapping[str, Any]:
+        return self.evaluator.sandbox.info
+
     def close(self) -> None:
         self.evaluator.close()
 

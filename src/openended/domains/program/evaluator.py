@@ -43,6 +43,22 @@ class StageOutcome:
     stage: str = ""
 
 
+def top_level_imports(source: str) -> list[str]:
+    """Modules the evaluator imports at its top level (``numpy``, ``scipy.optimize``):
+    the sandbox workers import them once, so that each evaluation does not."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return [n for n in dict.fromkeys(names) if n != "__future__"]
+
+
 def find_stages(source: str, path: Path) -> list[str]:
     """`evaluate_stage1`, `evaluate_stage2`, ... (in order) followed by `evaluate`."""
     try:
@@ -91,7 +107,12 @@ class ProgramEvaluator:
         self.stages = find_stages(source, self.path)
         self.thresholds = list(thresholds)
         self.program = source + DRIVER
-        self.sandbox = Sandbox(limits=limits, workers=workers, isolation=isolation)  # type: ignore[arg-type]
+        self.sandbox = Sandbox(
+            limits=limits,
+            workers=workers,
+            isolation=isolation,  # type: ignore[arg-type]
+            preload=top_level_imports(source),
+        )
 
     def close(self) -> None:
         self.sandbox.close()

@@ -101,7 +101,6 @@ class PuzzlesDomain:
             solution_limits=limits,
             check_limits=limits,
             workers=config.workers,
-            fresh_checker=True,
             random_tries=config.random_tries,
         )
         self.lm: LanguageModel | None = None
@@ -208,6 +207,9 @@ class PuzzlesDomain:
         for (i, _), result in zip(chosen, report.results, strict=True):
             rates[i] = result.correct
         return rates
+
+    def sandbox_info(self) -> Mapping[str, Any]:
+        return self.verifier.solutions.info
 
     def close(self) -> None:
         self.verifier.close()

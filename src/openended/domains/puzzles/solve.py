@@ -93,6 +93,8 @@ class SolveReport:
     model_id: str
     samples: int
     results: list[PuzzleResult]
+    sandbox: dict[str, Any] = field(default_factory=dict)
+    """How the solutions were run (isolation, seccomp): verification is only as good as it."""
 
     def pass_at(self, k: int) -> float:
         """Mean pass@k over the puzzles."""
@@ -110,6 +112,7 @@ class SolveReport:
             "puzzles": len(self.results),
             "samples_per_puzzle": self.samples,
             "solved_at_least_once": self.solved,
+            "sandbox": self.sandbox.get("isolation", "?"),
             **{f"pass@{k}": round(self.pass_at(k), 4) for k in ks if k <= self.samples},
         }
 
@@ -197,7 +200,12 @@ async def solve_puzzles(
             progress(len(results), len(puzzles))
     order = {p.name: i for i, p in enumerate(puzzles)}
     results.sort(key=lambda r: order[r.name])
-    return SolveReport(model_id=lm.model_id, samples=samples, results=results)
+    return SolveReport(
+        model_id=lm.model_id,
+        samples=samples,
+        results=results,
+        sandbox=dict(verifier.solutions.info),
+    )
 
 
 def _puzzle_seed(seed: int, name: str) -> int:

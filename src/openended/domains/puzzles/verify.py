@@ -2,9 +2,8 @@
 
 A solution is run alone in one sandbox pool; its answer comes back as a JSON value and
 is checked with ``sat`` in a second pool. So a solution cannot patch ``sat``, builtins
-or the checker (it never shares a process with them); with ``fresh_checker`` every run
-(solution or check) gets a new process, so model-written code cannot tamper with the
-runs after it.
+or the checker (it never shares a process with them), and since the sandbox runs every
+program in a fresh process, no model-written code can tamper with the runs after it.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from openended.domains.puzzles.p3 import random_answers, trivial_answers, type_c
 from openended.sandbox import Limits, Sandbox
 
 PREAMBLE = "from typing import List, Dict, Set, Tuple, Optional\n\n"
+PRELOAD = ("typing", "json", "math", "re", "itertools", "collections")
+"""Imported once per sandbox worker: every puzzle's preamble imports typing."""
 
 # The sandboxed programs compile the puzzle's code themselves, after lifting Python's
 # limit on integer literal digits (P3 has puzzles with numbers of thousands of digits).
@@ -86,7 +87,6 @@ class PuzzleVerifier:
         check_limits: per run of ``sat``.
         isolation: sandbox isolation (see `Sandbox`).
         workers: runs at once per pool.
-        fresh_checker: a new process for every run (for model-written puzzles).
         random_tries: random answers tried in the vacuity check.
     """
 
@@ -97,7 +97,6 @@ class PuzzleVerifier:
         check_limits: Limits | None = None,
         isolation: str = "auto",
         workers: int = 2,
-        fresh_checker: bool = False,
         random_tries: int = 8,
     ) -> None:
         small = Limits(wall_seconds=4.0, cpu_seconds=4.0, memory_mb=1024)
@@ -105,14 +104,14 @@ class PuzzleVerifier:
             limits=solution_limits or small,
             isolation=isolation,  # type: ignore[arg-type]
             workers=workers,
-            recycle_after=1 if fresh_checker else 200,
+            preload=PRELOAD,
         )
         try:
             self.checks = Sandbox(
                 limits=check_limits or small,
                 isolation=isolation,  # type: ignore[arg-type]
                 workers=workers,
-                recycle_after=1 if fresh_checker else 200,
+                preload=PRELOAD,
             )
         except BaseException:
             self.solutions.close()
