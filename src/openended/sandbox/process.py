@@ -32,6 +32,7 @@ from openended.sandbox.launch import (
 from openended.sandbox.limits import Limits
 from openended.sandbox.result import ErrorKind, SandboxError, SandboxResult
 from openended.sandbox.worker_runtime.frames import FrameError, FrameReader, encode
+from openended.sandbox.worker_runtime.responses import parse_error
 from openended.sandbox.worker_runtime.seccomp import build_filter
 
 READY_LIMIT = 64 << 10
@@ -293,16 +294,9 @@ class SandboxProcess:
                 return None, SandboxError(
                     "bad_return_value", f"the return value cannot be read: {exc}"[:500]
                 )
-        error = message.get("error")
-        if (
-            isinstance(error, dict)
-            and error.get("kind") in KINDS
-            and isinstance(error.get("message"), str)
-        ):
-            trace = error.get("traceback")
-            return None, SandboxError(
-                error["kind"], error["message"], trace if isinstance(trace, str) else None
-            )
+        parsed = parse_error(message, KINDS)
+        if parsed is not None:
+            return None, SandboxError(*parsed)
         self.kill()
         return None, SandboxError("sandbox_error", "the worker's answer is malformed")
 

@@ -26,16 +26,24 @@ def checked(message, max_result):
         if not isinstance(value, str) or len(value) > max_result:
             return error("bad_return_value", "the program's result is malformed")
         return {"value": value}
+    parsed = parse_error(message, CHILD_KINDS)
+    if parsed is None:
+        return error("bad_return_value", "the program's result is malformed")
+    kind, text, trace = parsed
+    trace = trace[-program.MAX_TRACEBACK :] if trace is not None else None
+    return error(kind, text[: program.MAX_MESSAGE], trace)
+
+
+def parse_error(message, kinds):
+    """(kind, message, traceback or None) of a response's well-formed error of one of
+    `kinds`; None for anything else."""
     body = message.get("error")
-    if (
-        isinstance(body, dict)
-        and body.get("kind") in CHILD_KINDS
-        and isinstance(body.get("message"), str)
-    ):
-        trace = body.get("traceback")
-        trace = trace[-program.MAX_TRACEBACK :] if isinstance(trace, str) else None
-        return error(body["kind"], body["message"][: program.MAX_MESSAGE], trace)
-    return error("bad_return_value", "the program's result is malformed")
+    if not isinstance(body, dict) or body.get("kind") not in kinds:
+        return None
+    if not isinstance(body.get("message"), str):
+        return None
+    trace = body.get("traceback")
+    return body["kind"], body["message"], trace if isinstance(trace, str) else None
 
 
 def death(status):

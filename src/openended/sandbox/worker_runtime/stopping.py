@@ -34,18 +34,22 @@ def kill_namespace():
         os.kill(-1, signal.SIGKILL)
 
 
-def reap_all():
-    """Reap every child of this process; True once none is left (within the deadline)."""
-    deadline = time.monotonic() + REAP_SECONDS
+def reap_all(between=None):
+    """Reap every child of this process; True once none is left, False if some are
+    still alive after `REAP_SECONDS`. `between(seconds_waited)` runs between tries."""
+    start = time.monotonic()
     while True:
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
             return True
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if waited > REAP_SECONDS:
             return False
         time.sleep(0.0002)
+        if between is not None:
+            between(waited)
 
 
 def stop_group(pgid, uid):
@@ -54,22 +58,15 @@ def stop_group(pgid, uid):
     kill_group(pgid)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pgid, 0)  # the run's own process: it dies at once
-    start = time.monotonic()
-    swept = uid is None
-    while True:
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            return True
-        now = time.monotonic()
-        if now > start + REAP_SECONDS:
-            return False
-        if not swept and now > start + 0.05:
-            swept = True
-            _kill_uid(uid)
-        time.sleep(0.0005)
+    swept = [uid is None]
+
+    def again(waited):
         kill_group(pgid)
+        if not swept[0] and waited > 0.05:
+            swept[0] = True
+            _kill_uid(uid)
+
+    return reap_all(again)
 
 
 def kill_group(pgid):
