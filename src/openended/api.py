@@ -1,8 +1,19 @@
-"""The Python API: `run(config)` and `resume(run_dir)`."""
+"""The Python API: `run(config)` and `resume(run_dir)`.
+
+A run directory is created in this order, under an exclusive lock (`RunLock`): the domain
+is built and the model loaded first (bad inputs fail before anything is written), then
+``config.toml`` is written, then ``run.sqlite`` is created. A folder with a config but no
+store is a run that committed nothing yet: `resume` starts it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import signal
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +28,11 @@ from openended.domains.base import Domain
 from openended.engine.search import Search, SearchOutcome
 from openended.executor import Evaluator, build_evaluator
 from openended.lm.base import LanguageModel
-from openended.store.run_store import BatchMetrics, RunStore, StoreError
+from openended.store.lock import RunLock
+from openended.store.run_store import BatchMetrics, RunStore, StoreError, write_config
+
+RESUMABLE = ("budget", "model", "executor")
+"""What a resume may change: the rest defines the problem the stored candidates solved."""
 
 
 @dataclass
@@ -38,6 +53,15 @@ class RunResult:
     def metrics(self) -> pd.DataFrame:
         with RunStore(self.run_dir) as store:
             return store.frame("batches")
+
+
+class RunInterrupted(Exception):
+    """A second interrupt stopped the run at once; committed batches are kept."""
+
+    def __init__(self, run_dir: Path, signal_name: str) -> None:
+        super().__init__(f"{run_dir}: stopped by {signal_name}")
+        self.run_dir = run_dir
+        self.signal_name = signal_name
 
 
 def build_domain(config: Config) -> Domain:
@@ -68,14 +92,76 @@ def _language_model(config: Config) -> LanguageModel:
     return build_language_model(config.model, seed=config.seed)
 
 
+# -- run directories -----------------------------------------------------------------------
+
+
+def run_state(run_dir: Path) -> str:
+    """``"free"`` (nothing there), ``"created"`` (config, no store: nothing committed),
+    ``"run"`` (config and store), ``"store only"`` (a store without its config)."""
+    run_dir = Path(run_dir)
+    config = (run_dir / RunStore.CONFIG_NAME).is_file()
+    store = (run_dir / RunStore.DB_NAME).exists()
+    if config:
+        return "run" if store else "created"
+    return "store only" if store else "free"
+
+
 def _new_run_dir(config: Config) -> Path:
     name = config.name or f"{config.domain_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.runs_dir) / name
-    if (run_dir / RunStore.DB_NAME).exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run; use `openended resume {run_dir}` or another name"
+    return Path(config.runs_dir) / name
+
+
+def _check_free(run_dir: Path) -> None:
+    state = run_state(run_dir)
+    if state in ("run", "created"):
+        raise StoreError(
+            f"{run_dir} already holds a run; continue it with `openended resume {run_dir}`, "
+            "or choose another name"
         )
-    return run_dir
+    if state == "store only":
+        raise StoreError(
+            f"{run_dir} holds a run store but no config.toml (an older openended was stopped "
+            "while creating it); remove the folder or choose another name"
+        )
+
+
+def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> Config:
+    """The config a run was started with (from its ``config.toml``), plus overrides."""
+    run_dir = Path(run_dir)
+    state = run_state(run_dir)
+    if state == "free":
+        raise StoreError(f"{run_dir} is not an openended run directory (no config.toml)")
+    if state == "store only":
+        raise StoreError(
+            f"{run_dir} holds a run store but no config.toml (an older openended was stopped "
+            "while creating it): it cannot be resumed; start a new run"
+        )
+    return load_config(run_dir / RunStore.CONFIG_NAME, overrides)
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    flat_old, flat_new = (
+        _flatten(old.model_dump(mode="json")),
+        _flatten(new.model_dump(mode="json")),
+    )
+    return sorted(
+        k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k) != flat_new.get(k)
+    )
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+# -- running -------------------------------------------------------------------------------
 
 
 def _execute(
@@ -85,7 +171,15 @@ def _execute(
     lm: LanguageModel | None,
     on_batch: Callable[[BatchMetrics], None] | None,
     create: bool,
+    handle_signals: bool,
+    on_event: Callable[[str], None] | None,
+    locked: bool = False,
 ) -> RunResult:
+    """Build the domain and the model, then (under the run's lock, unless the caller
+    holds it: `locked`) create or open the store and search. `create`: a new run (the
+    folder must be free)."""
+    if create:
+        _check_free(run_dir)  # before anything is loaded or written
     domain = build_domain(config)
     evaluator: Evaluator | None = None
     built_lm: LanguageModel | None = None
@@ -100,21 +194,25 @@ def _execute(
         use_language_model = getattr(domain, "use_language_model", None)
         if use_language_model is not None:
             use_language_model(lm)
-        with RunStore(run_dir, create=create) as store:
+        with contextlib.nullcontext() if locked else RunLock(run_dir):
             if create:
-                store.write_config(config.to_toml())
-                store.set_meta("model_id", lm.model_id)
-            search = Search(
-                config=config,
-                domain=domain,
-                lm=lm,
-                store=store,
-                on_batch=on_batch,
-                evaluator=evaluator,
-            )
-            outcome = asyncio.run(search.run())
-            store.set_meta("model_id", lm.model_id)  # a server's model name is known by now
-            archive = search.archive.to_frame()
+                _check_free(run_dir)
+                write_config(run_dir, config.to_toml())
+            new_store = run_state(run_dir) == "created"
+            with RunStore(run_dir, create=new_store) as store:
+                if new_store:
+                    store.set_meta("model_id", lm.model_id)
+                search = Search(
+                    config=config,
+                    domain=domain,
+                    lm=lm,
+                    store=store,
+                    on_batch=on_batch,
+                    evaluator=evaluator,
+                )
+                outcome = _run_search(search, run_dir, handle_signals, on_event)
+                store.set_meta("model_id", lm.model_id)  # a server's model name is known by now
+                archive = search.archive.to_frame()
     finally:
         if evaluator is not None:
             evaluator.close()
@@ -127,6 +225,74 @@ def _execute(
     return RunResult(run_dir=run_dir, config=config, outcome=outcome, archive=archive)
 
 
+def _run_search(
+    search: Search,
+    run_dir: Path,
+    handle_signals: bool,
+    on_event: Callable[[str], None] | None,
+) -> SearchOutcome:
+    """Run the search's event loop. With `handle_signals`, a first SIGINT or SIGTERM
+    finishes the batches in flight (said at once through `on_event`), a second stops now
+    (`RunInterrupted`)."""
+    say = on_event or (lambda line: None)
+    received: list[str] = []
+
+    async def main() -> SearchOutcome:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def interrupted(name: str) -> None:
+            received.append(name)
+            if len(received) > 1:
+                say(f"{name} again: stopping now; batches not yet committed are dropped")
+                task.cancel()
+                return
+            batches = ", ".join(map(str, search.in_flight)) or "none"
+            search.request_stop(f"interrupted ({name})")
+            say(
+                f"{name}: finishing the batches in flight ({batches}) and stopping; "
+                f"{name} again to stop now"
+            )
+
+        signals = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"} if handle_signals else {}
+        for number, name in signals.items():
+            loop.add_signal_handler(number, interrupted, name)
+        try:
+            return await search.run()
+        finally:
+            for number in signals:
+                loop.remove_signal_handler(number)
+
+    try:
+        return _in_own_loop(main)
+    except asyncio.CancelledError:
+        raise RunInterrupted(run_dir, received[-1] if received else "a signal") from None
+
+
+def _in_own_loop(main: Callable[[], Any]) -> Any:
+    """``asyncio.run(main())``, or, where this thread already runs an event loop (a
+    notebook), the same in a helper thread, waited for."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="openended-run")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def run(
     config: Config | Mapping[str, Any] | str | Path | None = None,
     *,
@@ -134,9 +300,12 @@ def run(
     lm: LanguageModel | None = None,
     run_dir: Path | None = None,
     on_batch: Callable[[BatchMetrics], None] | None = None,
+    handle_signals: bool = False,
+    on_event: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run a search from a config (a `Config`, a dict, a TOML path, or None for the
-    default symbolic-regression search) in a new run directory.
+    default symbolic-regression search) in a new run directory. Works inside a running
+    event loop too (a notebook): the search then runs in a helper thread.
 
     Args:
         config: the configuration.
@@ -144,20 +313,21 @@ def run(
         lm: a language model to use instead of the one the config names.
         run_dir: where to write (default: ``<runs_dir>/<name>``).
         on_batch: called with metrics after each batch.
+        handle_signals: a first Ctrl-C / SIGTERM finishes the batches in flight, a second
+            stops at once (`RunInterrupted`); for the command line.
+        on_event: called with a line when a signal arrives.
     """
     resolved = load_config(config, overrides)
     directory = Path(run_dir) if run_dir is not None else _new_run_dir(resolved)
-    if (directory / RunStore.DB_NAME).exists():
-        raise FileExistsError(f"{directory} already holds a run; resume it instead")
-    return _execute(resolved, directory, lm=lm, on_batch=on_batch, create=True)
-
-
-def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> Config:
-    """The config a run was started with (from its ``config.toml``), plus overrides."""
-    path = Path(run_dir) / RunStore.CONFIG_NAME
-    if not path.is_file():
-        raise StoreError(f"{run_dir} is not an openended run directory (no {path.name})")
-    return load_config(path, overrides)
+    return _execute(
+        resolved,
+        directory,
+        lm=lm,
+        on_batch=on_batch,
+        create=True,
+        handle_signals=handle_signals and _main_thread_without_loop(),
+        on_event=on_event,
+    )
 
 
 def resume(
@@ -166,12 +336,87 @@ def resume(
     overrides: Sequence[str] = (),
     lm: LanguageModel | None = None,
     on_batch: Callable[[BatchMetrics], None] | None = None,
+    fork: Path | str | None = None,
+    handle_signals: bool = False,
+    on_event: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Continue a run: rebuild the archive from its store and search until the budget
-    (possibly raised with `overrides`, e.g. ``budget.max_evaluations=800``) is spent."""
+    (possibly raised with `overrides`, e.g. ``budget.max_evaluations=800``) is spent.
+
+    Only ``budget.*``, ``model.*`` and ``executor.*`` may change: the rest defines the
+    problem the stored candidates were scored on, and a change is refused with the list
+    of keys. With `fork` (a new run directory), the run is copied there first and the
+    copy continues with any overrides; the original is left as it was."""
     directory = Path(run_dir)
-    with RunStore(directory) as store:  # raises StoreError when it is not a run
+    if fork is not None:
+        directory = fork_run(directory, Path(fork), overrides)
+        overrides = ()
+    stored = load_run_config(directory)
+    with RunLock(directory):
+        if run_state(directory) == "run":
+            with RunStore(directory):  # refuses a damaged store before anything is loaded
+                pass
         config = load_run_config(directory, overrides)
-        if overrides:
-            store.write_config(config.to_toml())
-    return _execute(config, directory, lm=lm, on_batch=on_batch, create=False)
+        refused = [k for k in changed_keys(stored, config) if not k.startswith(RESUMABLE)]
+        if refused:
+            raise StoreError(
+                f"{directory}: a resume cannot change {', '.join(refused)} (the stored "
+                "candidates were scored with the old values); only budget.*, model.* and "
+                f"executor.* may change. To continue with new values in a copy: "
+                f"openended resume {directory} --fork NEW_NAME --set ..."
+            )
+        if config != stored:
+            write_config(directory, config.to_toml())
+        return _execute(
+            config,
+            directory,
+            lm=lm,
+            on_batch=on_batch,
+            create=False,
+            handle_signals=handle_signals and _main_thread_without_loop(),
+            on_event=on_event,
+            locked=True,
+        )
+
+
+def fork_run(run_dir: Path, target: Path, overrides: Sequence[str] = ()) -> Path:
+    """Copy a run (a consistent snapshot of its store, and its config with `overrides`)
+    into `target`, a new run directory; returns `target`."""
+    if not target.is_absolute() and target.parent == Path("."):
+        target = Path(run_dir).parent / target
+    config = load_run_config(run_dir, overrides)
+    _check_free(target)
+    with RunLock(target):
+        _check_free(target)
+        write_config(target, config.model_copy(update={"name": target.name}).to_toml())
+        if run_state(run_dir) == "run":
+            with RunStore(run_dir) as source:
+                try:
+                    with sqlite3.connect(target / RunStore.DB_NAME) as copy:
+                        source.db.backup(copy)
+                    copy.close()
+                except (sqlite3.Error, OSError) as exc:
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise StoreError(f"{target}: could not copy the run: {exc}") from None
+    return target
+
+
+def _main_thread_without_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return threading.current_thread() is threading.main_thread()
+    return False
+
+
+__all__ = [
+    "RunInterrupted",
+    "RunResult",
+    "build_domain",
+    "changed_keys",
+    "fork_run",
+    "load_run_config",
+    "resume",
+    "run",
+    "run_state",
+]

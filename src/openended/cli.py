@@ -3,58 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from openended import api
-from openended.config import ConfigError, load_config
-from openended.domains import UnknownDomainError
-from openended.domains.puzzles.p3 import PuzzleFileError
-from openended.domains.symbolic_regression.data import DataError
-from openended.domains.text.axes import AxesFileError
-from openended.domains.text.seed_data import SeedDataError
-from openended.engine.search import SearchError
-from openended.errors import InfrastructureError
-from openended.executor.ray_backend import RayUnavailableError
+from openended.config import BudgetConfig, ConfigError, load_config
+from openended.errors import InfrastructureError, UserError
 from openended.experiments.results import ExperimentError
-from openended.improve import ImproveError
 from openended.lm import embedded
-from openended.lm.factory import ModelNotFoundError
-from openended.operators import TemplateError
 from openended.progress import SearchProgress, describe
-from openended.ranking.inputs import RankInputError
-from openended.ranking.store import RankingStoreError
-from openended.store.run_store import StoreError
-from openended.training.finetune import FinetuneError
 
 console = Console(stderr=True, soft_wrap=True)
-
-USER_ERRORS = (
-    ConfigError,
-    DataError,
-    SearchError,
-    StoreError,
-    TemplateError,
-    UnknownDomainError,
-    ModelNotFoundError,
-    embedded.EmbeddedModelError,
-    FileExistsError,
-    PuzzleFileError,
-    FinetuneError,
-    AxesFileError,
-    SeedDataError,
-    ImproveError,
-    RankInputError,
-    RankingStoreError,
-    ExperimentError,
-    RayUnavailableError,
-    InfrastructureError,
-)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -74,26 +43,58 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _finish(result: api.RunResult, *, report: bool) -> None:
+EXIT_MODEL_FAILED = 3
+SIGNAL_EXITS = {"Ctrl-C": 130, "SIGTERM": 143}
+
+
+def _finish(result: api.RunResult, *, report: bool) -> int:
+    """Print how the run ended; the exit status: 0 when it stopped at its budget, else
+    non-zero (130 / 143 interrupted, 3 the model failed), with how to continue."""
     outcome = result.outcome
-    console.print(f"stopped: {outcome.stopped_by}")
+    console.print(f"stopped: {outcome.stopped_by}", markup=False, highlight=False)
     if outcome.metrics is not None:
         console.print(describe(outcome.metrics), highlight=False)
     if result.best is not None:
-        console.print(f"best: {result.best['genome']}  (fitness {result.best['fitness']:.6g})")
+        console.print(
+            f"best: {result.best['genome']}  (fitness {result.best['fitness']:.6g})",
+            markup=False,
+            highlight=False,
+        )
     if report:
         from openended.report import write_report
 
-        console.print(f"report: {write_report(result.run_dir)}")
-    console.print(f"run directory: {result.run_dir}")
+        console.print(f"report: {write_report(result.run_dir)}", markup=False)
+    if result.config.domain_name == "program" and result.best is not None:
+        from openended.evolve import write_best_program
+
+        console.print(f"best program: {write_best_program(result.run_dir)}", markup=False)
+    console.print(f"run directory: {result.run_dir}", markup=False)
+    if outcome.ok:
+        return 0
+    console.print(f"continue with: openended resume {result.run_dir}", markup=False)
+    for name, code in SIGNAL_EXITS.items():
+        if name in outcome.stopped_by:
+            return code
+    return EXIT_MODEL_FAILED
+
+
+def _search(start: Callable[..., api.RunResult], budget: BudgetConfig, *, report: bool) -> int:
+    """Run or resume with a progress display and signal handling; the exit status."""
+    with SearchProgress(budget, console=console) as progress:
+        try:
+            result = start(on_batch=progress.update, handle_signals=True, on_event=progress.say)
+        except api.RunInterrupted as stop:
+            progress.say(
+                f"stopped by {stop.signal_name}: committed batches are kept; continue with: "
+                f"openended resume {stop.run_dir}"
+            )
+            return SIGNAL_EXITS.get(stop.signal_name, 130)
+    return _finish(result, report=report)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
-    with SearchProgress(config.budget, console=console) as progress:
-        result = api.run(config, on_batch=progress.update)
-    _finish(result, report=not args.no_report)
-    return 0
+    return _search(partial(api.run, config), config.budget, report=not args.no_report)
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
@@ -106,23 +107,14 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     if args.function:
         overrides.append(f"domain.function={json.dumps(args.function)}")
     config = load_config(args.config, overrides)
-    with SearchProgress(config.budget, console=console) as progress:
-        result = api.run(config, on_batch=progress.update)
-    _finish(result, report=not args.no_report)
-    if result.best is not None:
-        from openended.evolve import write_best_program
-
-        console.print(f"best program: {write_best_program(result.run_dir)}")
-    return 0
+    return _search(partial(api.run, config), config.budget, report=not args.no_report)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     config = api.load_run_config(args.run_dir, overrides)
-    with SearchProgress(config.budget, console=console) as progress:
-        result = api.resume(args.run_dir, overrides=overrides, on_batch=progress.update)
-    _finish(result, report=not args.no_report)
-    return 0
+    start = partial(api.resume, args.run_dir, overrides=overrides, fork=args.fork)
+    return _search(start, config.budget, report=not args.no_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -414,12 +406,17 @@ def cmd_augment(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     resolved = load_config(config, args.set or [])
-    with SearchProgress(resolved.budget, console=console) as progress:
-        result = api.run(resolved, on_batch=progress.update)
-    _finish(result, report=not args.no_report)
-    for kind, path in export_augmented(result.run_dir).items():
-        console.print(f"{kind}: {path}", markup=False)
-    return 0
+    runs: list[api.RunResult] = []
+
+    def start(**kwargs: Any) -> api.RunResult:
+        runs.append(api.run(resolved, **kwargs))
+        return runs[-1]
+
+    status = _search(start, resolved.budget, report=not args.no_report)
+    if runs and runs[-1].outcome.ok:
+        for kind, path in export_augmented(runs[-1].run_dir).items():
+            console.print(f"{kind}: {path}", markup=False)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,8 +476,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor(evolve)
     evolve.set_defaults(func=cmd_evolve)
 
-    resume = sub.add_parser("resume", help="continue a run from its store")
+    resume = sub.add_parser(
+        "resume",
+        help="continue a run from its store (budget.*, model.* and executor.* may change)",
+    )
     resume.add_argument("run_dir", type=Path)
+    resume.add_argument("--model", help="continue with another model")
+    resume.add_argument("--model-name", help="the server's model name")
+    resume.add_argument(
+        "--fork",
+        metavar="NEW_NAME",
+        help="copy the run to a new folder (beside it, or a path) and continue the copy, "
+        "where any key may change",
+    )
     add_set(resume)
     add_executor(resume)
     resume.set_defaults(func=cmd_resume)
@@ -660,19 +668,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--force", action="store_true", help="convert again")
     model.set_defaults(func=cmd_model)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    _add_debug(sub)
     return parser
 
 
+DEBUG_HELP = "on an error, show Python's traceback (also: OPENENDED_DEBUG=1)"
+
+
+def _add_debug(subparsers: argparse._SubParsersAction) -> None:
+    """`--debug` after any subcommand too (`openended evolve ... --debug`)."""
+    for parser in subparsers.choices.values():
+        parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug(action)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; every failure is reported in words (exit 2 for what the user gave,
+    1 for an internal error), never as a Python traceback unless ``--debug`` is given."""
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False) or os.environ.get("OPENENDED_DEBUG"))
     try:
         return int(args.func(args))
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
     except KeyboardInterrupt:
-        console.print("interrupted; committed candidates are kept (openended resume RUN_DIR)")
+        _error("interrupted")
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        code, message = explain(exc)
+        _error(message)
+        return code
+
+
+def explain(exc: BaseException) -> tuple[int, str]:
+    """(exit status, one line) for an exception that ends a command."""
+    if isinstance(exc, UserError | InfrastructureError):
+        return 2, str(exc)
+    if isinstance(exc, OSError):
+        return 2, describe_os_error(exc)
+    if isinstance(exc, sqlite3.Error):
+        return 2, f"a SQLite database could not be used: {exc}"
+    name = type(exc).__name__
+    return 1, f"internal error: {name}: {exc} (run again with --debug to see where)"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError as one line naming the file and what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    advice = {
+        errno.ENOSPC: "free some disk space, then run again (committed work is kept)",
+        errno.EDQUOT: "free some disk space, then run again (committed work is kept)",
+        errno.EROFS: "the file system is read-only: use a writable folder (e.g. --runs-dir)",
+        errno.EACCES: "no permission: use a folder you can write to, or fix its permissions",
+        errno.EPERM: "not permitted: use a folder you can write to, or fix its permissions",
+    }.get(exc.errno or 0, "")
+    return f"{where}{reason}" + (f"; {advice}" if advice else "")
+
+
+def _error(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
 
 
 if __name__ == "__main__":

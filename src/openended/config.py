@@ -15,9 +15,11 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from openended.domains import UnknownDomainError, domain_class
+from openended.errors import UserError
+from openended.textfiles import read_text
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The configuration is invalid; the message lists each problem by key."""
 
 
@@ -117,25 +119,46 @@ class SearchConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """Limits on the whole run (all sessions of it, resumes included); 0 means no limit."""
+    """Limits on the whole run (all sessions of it, resumes included); 0 means no limit.
+
+    A budget you set is the only one: the others are off unless you set them too. With no
+    budget above 0, the run stops after 400 evaluations. The resolved values are all
+    written to the run's ``config.toml``, so a resume keeps exactly these budgets."""
 
     max_evaluations: int | None = Field(
-        400, ge=0, description="candidates evaluated, seeds included"
+        None, ge=0, description="candidates evaluated, seeds included (default 400)"
     )
     max_lm_calls: int | None = Field(None, ge=0, description="LM generate calls (one per batch)")
     max_tokens: int | None = Field(None, ge=0, description="LM tokens, prompt plus completion")
-    max_seconds: float | None = Field(
-        300.0, ge=0, description="wall time over all sessions of a run"
-    )
+    max_seconds: float | None = Field(None, ge=0, description="wall time over all sessions")
 
     @model_validator(mode="after")
-    def _bounded(self) -> BudgetConfig:
-        for name in ("max_evaluations", "max_lm_calls", "max_tokens", "max_seconds"):
-            if getattr(self, name) == 0:
-                object.__setattr__(self, name, None)
-        if not any((self.max_evaluations, self.max_lm_calls, self.max_tokens, self.max_seconds)):
-            raise ValueError("set at least one budget (the search would never stop)")
+    def _resolve(self) -> BudgetConfig:
+        names = ("max_evaluations", "max_lm_calls", "max_tokens", "max_seconds")
+        none_set = not any(getattr(self, name) for name in names)  # none above 0
+        for name in names:
+            if getattr(self, name) is None:
+                value = DEFAULT_EVALUATIONS if none_set and name == "max_evaluations" else 0
+                object.__setattr__(self, name, value)
+        if not any(getattr(self, name) for name in names):
+            raise ValueError("set at least one budget above 0 (the search would never stop)")
         return self
+
+    def active(self) -> dict[str, float]:
+        """The budgets that can stop the run: name -> limit."""
+        return {
+            name: float(value)
+            for name, value in (
+                ("evaluations", self.max_evaluations),
+                ("LM calls", self.max_lm_calls),
+                ("tokens", self.max_tokens),
+                ("seconds", self.max_seconds),
+            )
+            if value
+        }
+
+
+DEFAULT_EVALUATIONS = 400
 
 
 class ArchiveConfig(_Strict):
@@ -277,10 +300,7 @@ def merge_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, what="config", error=ConfigError)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -1,6 +1,11 @@
-"""Errors shared across layers."""
+"""Errors shared across layers: what the command line reports as one line, not a traceback."""
 
 from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user gave is wrong or missing (a file, a key, a value, a run folder);
+    the message names it and says what to do. The command line prints it as one line."""
 
 
 class InfrastructureError(RuntimeError):

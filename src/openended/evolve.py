@@ -8,6 +8,7 @@ from openended.api import load_run_config
 from openended.domains.program.region import find_region
 from openended.engine.restore import archive_from_store
 from openended.store.run_store import RunStore
+from openended.textfiles import read_text
 
 
 def write_best_program(run_dir: Path) -> Path:
@@ -15,7 +16,7 @@ def write_best_program(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     options = config.domain_options()
-    region = find_region(Path(options.initial).read_text(), options.function)  # type: ignore[attr-defined]
+    region = find_region(read_text(options.initial, what="initial program"), options.function)  # type: ignore[attr-defined]
     with RunStore(run_dir) as store:
         best = archive_from_store(store).best()
     if best is None:

@@ -41,6 +41,7 @@ from openended.domains.puzzles.training_data import (
     sources_from_run,
 )
 from openended.domains.puzzles.verify import PuzzleVerifier
+from openended.errors import UserError
 from openended.lm.base import GenerationRequest, LanguageModel
 from openended.lm.embedded import resolve_model
 from openended.training.finetune import FinetuneSettings, finetune
@@ -48,7 +49,7 @@ from openended.training.finetune import FinetuneSettings, finetune
 ARMS = ("qd", "naive")
 
 
-class ImproveError(ValueError):
+class ImproveError(UserError, ValueError):
     """The loop cannot continue as asked (e.g. an output folder made with other settings)."""
 
 
@@ -263,7 +264,7 @@ class ImproveLoop:
         def on_batch(metrics: Any) -> None:
             self.log(f"[qd {iteration}] {describe(metrics)}")
 
-        if (run_dir / "run.sqlite").exists():
+        if api.run_state(run_dir) != "free":
             api.resume(run_dir, on_batch=on_batch)
         else:
             api.run(config, run_dir=run_dir, on_batch=on_batch)

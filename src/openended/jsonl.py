@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openended.textfiles import read_text
+
 
 def read_jsonl(path: str | Path, error: type[Exception]) -> list[tuple[int, Any]]:
     """(line number, value) for each non-blank line; `error` is raised with the file and
     line of the first line that is not JSON, or when the file cannot be read."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, what="JSONL file", error=error)
     rows = []
     for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is text
         if not line.strip():

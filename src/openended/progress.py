@@ -26,8 +26,24 @@ def describe_short(m: BatchMetrics) -> str:
     return f"QD {m.qd_score:.1f} cov {m.coverage:.0%} best {best} valid {m.valid_rate:.0%}{rate}"
 
 
+def budget_progress(budget: BudgetConfig, metrics: BatchMetrics | None) -> tuple[float, str]:
+    """(fraction of the budget closest to stopping the run, "37/60 evaluations · ...")."""
+    used = {
+        "evaluations": metrics.evaluations if metrics else 0,
+        "LM calls": metrics.lm_calls if metrics else 0,
+        "tokens": metrics.tokens if metrics else 0,
+        "seconds": metrics.elapsed if metrics else 0.0,
+    }
+    parts, fraction = [], 0.0
+    for name, limit in budget.active().items():
+        parts.append(f"{used[name]:.0f}/{limit:.0f} {name}")
+        fraction = max(fraction, min(1.0, used[name] / limit))
+    return fraction, " · ".join(parts)
+
+
 class SearchProgress:
-    """Context manager whose `update` is the search's `on_batch` callback."""
+    """Context manager whose `update` is the search's `on_batch` callback. The bar follows
+    whichever budget is closest to stopping the run, and the line shows every budget."""
 
     def __init__(self, budget: BudgetConfig, *, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -36,35 +52,33 @@ class SearchProgress:
         self._progress: Progress | None = None
         self._task = None
 
-    def _fraction_total(self) -> tuple[str, float | None]:
-        if self.budget.max_evaluations:
-            return "evaluations", float(self.budget.max_evaluations)
-        if self.budget.max_seconds:
-            return "seconds", float(self.budget.max_seconds)
-        return "batches", None
-
     def __enter__(self) -> SearchProgress:
         if self.live:
             self._progress = Progress(
                 BarColumn(bar_width=16),
-                TextColumn("{task.completed:.0f}/{task.total:.0f} {task.fields[unit]}"),
+                TextColumn("{task.fields[budgets]}"),
                 TextColumn("{task.fields[line]}"),
                 TimeElapsedColumn(),
                 console=self.console,
             )
             self._progress.start()
-            unit, total = self._fraction_total()
-            self._task = self._progress.add_task("search", total=total, line="", unit=unit)
+            _, budgets = budget_progress(self.budget, None)
+            self._task = self._progress.add_task("search", total=1.0, line="", budgets=budgets)
         return self
 
     def update(self, metrics: BatchMetrics) -> None:
-        line = describe(metrics)
+        fraction, budgets = budget_progress(self.budget, metrics)
         if self._progress is not None and self._task is not None:
-            unit, _ = self._fraction_total()
-            done = {"evaluations": metrics.evaluations, "seconds": metrics.elapsed}.get(
-                unit, metrics.batch
+            self._progress.update(
+                self._task, completed=fraction, budgets=budgets, line=describe_short(metrics)
             )
-            self._progress.update(self._task, completed=done, line=describe_short(metrics))
+        else:
+            print(f"{describe(metrics)}  [{budgets}]", file=self.console.file, flush=True)
+
+    def say(self, line: str) -> None:
+        """A message above the bar (or a plain line)."""
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
         else:
             print(line, file=self.console.file, flush=True)
 

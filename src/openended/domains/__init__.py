@@ -5,11 +5,12 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from openended.domains.base import Axis, Domain, Evaluation
+from openended.errors import UserError
 
 ENTRY_POINT_GROUP = "openended.domains"
 
 
-class UnknownDomainError(LookupError):
+class UnknownDomainError(UserError, LookupError):
     """No domain is registered under the requested name."""
 
 

@@ -40,14 +40,14 @@ class Budget:
         """How many children the next batch may have (0: none), and if 0, which budget
         is spent. `pending_*` count work already started but not yet committed."""
         c = self.config
-        if c.max_seconds is not None and elapsed >= c.max_seconds:
+        if c.max_seconds and elapsed >= c.max_seconds:
             return 0, f"wall time ({c.max_seconds:g} s)"
-        if c.max_lm_calls is not None and usage.lm_calls + pending_calls >= c.max_lm_calls:
+        if c.max_lm_calls and usage.lm_calls + pending_calls >= c.max_lm_calls:
             return 0, f"LM calls ({c.max_lm_calls})"
-        if c.max_tokens is not None and usage.tokens + pending_tokens >= c.max_tokens:
+        if c.max_tokens and usage.tokens + pending_tokens >= c.max_tokens:
             return 0, f"tokens ({c.max_tokens})"
         size = wanted
-        if c.max_evaluations is not None:
+        if c.max_evaluations:
             size = min(size, c.max_evaluations - usage.evaluations - pending_evaluations)
             if size <= 0:
                 return 0, f"evaluations ({c.max_evaluations})"

@@ -26,7 +26,7 @@ from openended.config import Config
 from openended.domains.base import Domain, Evaluation, SandboxedDomain
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
-from openended.errors import InfrastructureError
+from openended.errors import InfrastructureError, UserError
 from openended.executor.base import Evaluator, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
 from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
@@ -36,7 +36,7 @@ SEED_OPERATOR = "seed"
 logger = logging.getLogger(__name__)
 
 
-class SearchError(RuntimeError):
+class SearchError(UserError, RuntimeError):
     """The search cannot start or continue (e.g. no seed is valid)."""
 
 
@@ -52,12 +52,14 @@ class _Batch:
 
 @dataclass
 class SearchOutcome:
-    """How a session of the search ended."""
+    """How a session of the search ended. `ok` is False when it stopped before its budget
+    (the model failed batch after batch, or it was interrupted): the run can be resumed."""
 
     stopped_by: str
     batches: int
     metrics: BatchMetrics | None
     history: list[BatchMetrics] = field(default_factory=list)
+    ok: bool = True
 
 
 def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, float]]:
@@ -155,6 +157,9 @@ class Search:
         self._release = -1  # highest batch the consumer may insert into the archive
         self._changed = asyncio.Condition()
         self.history: list[BatchMetrics] = []
+        self._stop_reason: str | None = None
+        self.in_flight: list[int] = []
+        """Indices of the batches generated or being generated, not yet committed."""
 
     # -- time and usage -------------------------------------------------------------------
 
@@ -404,6 +409,15 @@ class Search:
 
     # -- the loop -------------------------------------------------------------------------
 
+    def request_stop(self, reason: str) -> None:
+        """Start no new batch; finish and commit the ones in flight, then return from
+        `run` with ``stopped_by = reason`` (and ``ok = False``)."""
+        self._stop_reason = self._stop_reason or reason
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_reason is not None
+
     async def run(self) -> SearchOutcome:
         """Run until a budget is spent; returns why it stopped."""
         self._session_start = time.perf_counter()
@@ -424,6 +438,8 @@ class Search:
             try:
                 while True:
                     await self._wait(lambda i=index: self._inserted >= i - 2)
+                    if self._stop_reason is not None:
+                        return
                     while True:
                         size, reason = self.budget.batch_size(
                             self.config.search.batch_size,
@@ -446,6 +462,7 @@ class Search:
                         stopped_by = f"budget: {reason}"
                         return
                     in_flight[index] = size
+                    self.in_flight = sorted(in_flight)
                     batch = await self._generate(index, size)
                     in_flight[index] = sum(r.status == "invalid" for r in batch.records)
                     in_flight_tokens[index] = batch.tokens
@@ -479,6 +496,7 @@ class Search:
                 self._commit(batch)
                 in_flight.pop(batch.index, None)
                 in_flight_tokens.pop(batch.index, None)
+                self.in_flight = sorted(in_flight)
                 self._inserted = batch.index
                 await self._notify()
 
@@ -490,12 +508,26 @@ class Search:
             for task in (producer, consumer):
                 task.cancel()
         self.store.set_meta("usage", {**self.usage.__dict__, "elapsed": self.elapsed()})
-        return SearchOutcome(
-            stopped_by=stopped_by or "done",
+        ok = self._stop_reason is None and not stopped_by.startswith("the language model")
+        outcome = SearchOutcome(
+            stopped_by=self._stop_reason or stopped_by or "done",
             batches=len(self.history),
             metrics=self.store.last_metrics(),
             history=self.history,
+            ok=ok,
         )
+        sessions = list(self.store.get_meta("sessions", []))
+        sessions.append(
+            {
+                "ended_at": time.time(),
+                "stopped_by": outcome.stopped_by,
+                "ok": outcome.ok,
+                "batches": outcome.batches,
+                "last_batch": self.store.last_batch(),
+            }
+        )
+        self.store.set_meta("sessions", sessions)
+        return outcome
 
 
 def _record_sandbox(store: RunStore, info: Mapping[str, Any]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from openended.domains.base import Domain, Evaluation
+from openended.errors import UserError
 from openended.executor.base import ExecutorError
 from openended.lm.base import GenerationRequest, GenerationResult
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from openended.config import Config, ModelConfig
 
 
-class RayUnavailableError(RuntimeError):
+class RayUnavailableError(UserError, RuntimeError):
     """Ray is not installed or the cluster cannot be reached."""
 
 

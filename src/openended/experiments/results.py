@@ -10,8 +10,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from openended.errors import UserError
 
-class ExperimentError(ValueError):
+
+class ExperimentError(UserError, ValueError):
     """Settings that do not match the folder's, or unusable input."""
 
 

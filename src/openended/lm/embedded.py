@@ -26,6 +26,8 @@ from pathlib import Path
 
 import platformdirs
 
+from openended.errors import UserError
+
 
 @dataclass(frozen=True)
 class EmbeddedModelSpec:
@@ -51,7 +53,7 @@ SMOLLM2 = EmbeddedModelSpec(
 MARKER = "openended-model.json"
 
 
-class EmbeddedModelError(RuntimeError):
+class EmbeddedModelError(UserError, RuntimeError):
     """The embedded model could not be fetched or converted."""
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from openended.config import ModelConfig
+from openended.errors import UserError
 from openended.lm.base import LanguageModel
 
 if TYPE_CHECKING:
     from openended.lm.local import TransformersLM
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(UserError, ValueError):
     """`model.name` names neither the embedded model nor a local model directory."""
 
 

@@ -11,12 +11,13 @@ import jinja2
 import numpy as np
 
 from openended.archive.elite import Elite
+from openended.errors import UserError
 from openended.lm.base import GenerationRequest
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A prompt template is missing or does not render; the message names the file."""
 
 

@@ -8,12 +8,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from openended.errors import UserError
 from openended.jsonl import read_jsonl
 
 CODE_DOMAINS = ("program", "puzzles", "symbolic_regression")
 
 
-class RankInputError(ValueError):
+class RankInputError(UserError, ValueError):
     """The input to rank is malformed; the message names the file, line and key."""
 
 

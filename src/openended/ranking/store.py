@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openended.errors import UserError
 from openended.ranking.inputs import Candidate, RankPrompt
 from openended.sqlite import connect_wal
 
@@ -54,7 +55,7 @@ RESULTS = ("left", "right", "tie", "both_bad")
 ADMIN = "admin"
 
 
-class RankingStoreError(RuntimeError):
+class RankingStoreError(UserError, RuntimeError):
     """The ranking database cannot be used as asked (other input, other settings)."""
 
 

@@ -7,6 +7,7 @@ survives the death of the process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openended.errors import UserError
 from openended.sqlite import connect_wal
 
 SCHEMA_VERSION = 1
@@ -112,7 +114,7 @@ class BatchMetrics:
     tokens_per_second: float | None
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The run directory is missing, unreadable or not an openended run."""
 
 
@@ -127,25 +129,46 @@ def _finite(value: float | None) -> float | None:
 
 
 class RunStore:
-    """Read and write a run directory (``run.sqlite`` and ``config.toml``)."""
+    """Read and write a run directory (``run.sqlite`` and ``config.toml``).
+
+    Opening an existing store never changes it: the file must be a SQLite database holding
+    this schema at `SCHEMA_VERSION`, or `StoreError` says what is wrong (an empty or
+    truncated file, tables lost with a deleted ``-wal`` file, another schema). Writes that
+    fail for want of space or permission are a `StoreError` naming the file; committed
+    batches are untouched. The write-ahead log is checkpointed into ``run.sqlite`` every
+    `CHECKPOINT_BATCHES` batches and when the store is closed, so that the main file alone
+    holds the run.
+    """
 
     DB_NAME = "run.sqlite"
     CONFIG_NAME = "config.toml"
+    CHECKPOINT_BATCHES = 10
 
     def __init__(self, run_dir: Path, *, create: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / self.DB_NAME
-        if not create and not self.path.is_file():
+        if create:
+            if self.path.exists():
+                raise StoreError(f"{self.path} already exists")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():
             raise StoreError(
                 f"{self.run_dir} is not an openended run directory (no {self.DB_NAME})"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.db = connect_wal(self.path)
-        self.db.executescript(SCHEMA)
-        if create and self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
+        else:
+            check_store(self.path)
+        try:
+            self.db = connect_wal(self.path)
+            if create:
+                self.db.executescript(SCHEMA)
+                self.set_meta("schema_version", SCHEMA_VERSION)
+        except sqlite3.Error as exc:
+            raise self._failed(exc, "open") from None
+        self._batches_since_checkpoint = 0
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # the log still holds what it holds
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
 
     def __enter__(self) -> RunStore:
@@ -154,23 +177,38 @@ class RunStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _failed(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        """A `StoreError` that names the file and says what to do."""
+        text = str(exc)
+        if "disk is full" in text or "disk I/O error" in text:
+            advice = "the disk is full: free some space, then `openended resume` the run"
+        elif "readonly" in text or "read-only" in text or "unable to open" in text:
+            advice = "the run folder is not writable: fix its permissions or copy the run"
+        elif "malformed" in text or "not a database" in text:
+            advice = "the file is damaged; restore it from a copy"
+        else:
+            advice = text
+        kept = " (committed batches are kept)" if doing == "write" else ""
+        return StoreError(f"{self.path}: could not {doing}: {advice}{kept}")
+
     # -- meta ------------------------------------------------------------------------------
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value, default=_json_default)),
-        )
+        try:
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value, default=_json_default)),
+            )
+        except sqlite3.Error as exc:
+            raise self._failed(exc, "write") from None
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row["value"]) if row else default
 
     def write_config(self, toml_text: str) -> None:
-        tmp = self.run_dir / (self.CONFIG_NAME + ".tmp")
-        tmp.write_text(toml_text)
-        tmp.replace(self.run_dir / self.CONFIG_NAME)
+        write_config(self.run_dir, toml_text)
 
     @property
     def config_path(self) -> Path:
@@ -216,6 +254,25 @@ class RunStore:
             )
             for c in candidates
         ]
+        try:
+            self._write_batch(rows, metrics, now, meta)
+        except sqlite3.IntegrityError:
+            raise  # a bug, not the disk
+        except sqlite3.Error as exc:
+            raise self._failed(exc, "write") from None
+        self._batches_since_checkpoint += 1
+        if self._batches_since_checkpoint >= self.CHECKPOINT_BATCHES:
+            self._batches_since_checkpoint = 0
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _write_batch(
+        self,
+        rows: list[tuple[Any, ...]],
+        metrics: BatchMetrics,
+        now: float,
+        meta: Mapping[str, Any] | None,
+    ) -> None:
         with self._transaction():
             self.db.executemany(
                 "INSERT INTO candidates (id, batch, operator, parents, genome, completion, prompt,"
@@ -323,3 +380,51 @@ class RunStore:
         if table not in ("candidates", "batches"):
             raise ValueError(f"unknown table {table!r}")
         return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY 1", self.db)
+
+
+REQUIRED_TABLES = {"meta", "candidates", "batches"}
+
+
+def check_store(path: Path) -> None:
+    """Raise `StoreError` unless `path` is a SQLite database with this schema and version.
+    Reads only: a damaged store is reported, never rebuilt over."""
+    size = path.stat().st_size
+    if size == 0:
+        raise StoreError(
+            f"{path} is empty (0 bytes): the run's store was truncated or never written; "
+            "restore it from a copy, or start a new run"
+        )
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            missing = REQUIRED_TABLES - tables
+            if missing:
+                wal = path.with_name(path.name + "-wal")
+                hint = "" if wal.exists() else f" (its write-ahead log {wal.name} is gone)"
+                raise StoreError(
+                    f"{path} holds no openended run: the tables {', '.join(sorted(missing))} "
+                    f"are missing{hint}; restore it from a copy, or start a new run"
+                )
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a readable SQLite database ({exc}); restore it from a copy"
+        ) from None
+    version = json.loads(row[0]) if row else None
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has store schema version {version}, this openended reads {SCHEMA_VERSION}"
+        )
+
+
+def write_config(run_dir: Path, toml_text: str) -> None:
+    """Write ``config.toml`` atomically (a temporary file renamed over it)."""
+    target = Path(run_dir) / RunStore.CONFIG_NAME
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(toml_text)
+        tmp.replace(target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StoreError(f"{target}: cannot write the run's config: {exc.strerror}") from None

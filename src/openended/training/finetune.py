@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from openended.errors import UserError
 from openended.jsonl import read_jsonl
 
 FINETUNE_INFO = "openended_finetune.json"
@@ -64,7 +65,7 @@ class FinetuneResult:
         return data
 
 
-class FinetuneError(ValueError):
+class FinetuneError(UserError, ValueError):
     """Nothing to train on, or a model that cannot be trained here."""
 
 

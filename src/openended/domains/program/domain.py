@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from openended.domains.base import Axis, Evaluation
-from openended.domains.program.evaluator import ProgramEvaluator
-from openended.domains.program.region import Region, find_region
+from openended.domains.program.evaluator import ProgramEvaluator, StageOutcome
+from openended.domains.program.region import Region, RegionError, find_region
+from openended.errors import UserError
 from openended.sandbox import Limits
+from openended.textfiles import read_text
 
 BRANCH_NODES = (
     ast.If,
@@ -68,7 +70,7 @@ class ProgramConfig(BaseModel):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
 
-class DomainError(ValueError):
+class DomainError(UserError, ValueError):
     """The program domain cannot start (bad initial program or evaluator)."""
 
 
@@ -121,11 +123,11 @@ class ProgramDomain:
 
     def __init__(self, config: ProgramConfig, *, base_dir: Path | None = None) -> None:
         self.config = config
+        source = read_text(config.initial, what="initial program", error=DomainError)
         try:
-            source = Path(config.initial).read_text()
-        except OSError as exc:
-            raise DomainError(f"{config.initial}: cannot read: {exc.strerror}") from None
-        self.region: Region = find_region(source, config.function)
+            self.region: Region = find_region(source, config.function)
+        except RegionError as exc:
+            raise RegionError(f"{config.initial}: {exc}") from None
         s = config.sandbox
         self.evaluator = ProgramEvaluator(
             config.evaluator,
@@ -139,13 +141,17 @@ class ProgramDomain:
             thresholds=config.cascade_thresholds,
             isolation=s.isolation,
         )
-        self._seed_evaluation = asyncio.run(self._evaluate_one(self.region.initial))
+        self._seed_evaluation, seed_outcome = asyncio.run(self._scored(self.region.initial))
         if not self._seed_evaluation.valid:
             self.evaluator.close()
-            raise DomainError(
+            message = (
                 f"the initial program {config.initial} fails its evaluator "
                 f"{config.evaluator}: {self._seed_evaluation.feedback}"
             )
+            trace = seed_outcome.traceback
+            if trace:  # the evaluator's own frames, marked as such
+                message = message.split("\n", 1)[0] + "\nthe evaluator's traceback:\n" + trace
+            raise DomainError(message)
         initial_score = float(self._seed_evaluation.fitness)  # type: ignore[arg-type]
         self.fitness_floor = (
             config.fitness_floor
@@ -214,7 +220,14 @@ class ProgramDomain:
         return normalised_ast(genome) or hashlib.sha1(" ".join(genome.split()).encode()).hexdigest()
 
     async def _evaluate_one(self, genome: str) -> Evaluation:
+        return (await self._scored(genome))[0]
+
+    async def _scored(self, genome: str) -> tuple[Evaluation, StageOutcome]:
+        """The genome's evaluation and the evaluator's raw outcome."""
         outcome = await self.evaluator.run(self.region.assemble(genome))
+        return self._evaluation(genome, outcome), outcome
+
+    def _evaluation(self, genome: str, outcome: StageOutcome) -> Evaluation:
         metrics = dict(outcome.metrics)
         if outcome.score is None:
             return Evaluation.invalid(outcome.error or "invalid", **metrics)
@@ -267,6 +280,6 @@ def _branches(code: str) -> int:
 
 def _docstring(path: Path) -> str | None:
     try:
-        return ast.get_docstring(ast.parse(Path(path).read_text()))
-    except (OSError, SyntaxError):
+        return ast.get_docstring(ast.parse(read_text(path)))
+    except (UserError, SyntaxError):
         return None

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openended.errors import UserError
 from openended.sandbox import Limits, Sandbox
+from openended.textfiles import read_text
 
 DRIVER = """
 
@@ -29,7 +31,7 @@ def __openended_run(__program_text, __stage):
 """
 
 
-class EvaluatorError(ValueError):
+class EvaluatorError(UserError, ValueError):
     """The evaluator file is unusable; the message names the file and the problem."""
 
 
@@ -41,6 +43,8 @@ class StageOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     stage: str = ""
+    traceback: str | None = None
+    """The evaluator's traceback when it raised, its frames named by the evaluator file."""
 
 
 def top_level_imports(source: str) -> list[str]:
@@ -100,11 +104,9 @@ class ProgramEvaluator:
         isolation: str = "auto",
     ) -> None:
         self.path = Path(path)
-        try:
-            source = self.path.read_text()
-        except OSError as exc:
-            raise EvaluatorError(f"{path}: cannot read: {exc.strerror}") from None
+        source = read_text(self.path, what="evaluator", error=EvaluatorError)
         self.stages = find_stages(source, self.path)
+        self.source_lines = source.count("\n") + 1
         self.thresholds = list(thresholds)
         self.program = source + DRIVER
         self.sandbox = Sandbox(
@@ -117,13 +119,39 @@ class ProgramEvaluator:
     def close(self) -> None:
         self.sandbox.close()
 
+    def _evaluator_traceback(self, trace: str | None) -> str | None:
+        """The sandbox's traceback with the evaluator's frames named by its file (the
+        appended driver's frames dropped)."""
+        if not trace:
+            return None
+        lines = trace.splitlines()
+        kept: list[str] = []
+        skip = False
+        for line in lines[1:]:
+            match = re.match(r'  File "<program>", line (\d+)', line)
+            if match:
+                skip = int(match.group(1)) > self.source_lines
+                if not skip:
+                    kept.append(line.replace('"<program>"', f'"{self.path}"'))
+            elif line.startswith("    ") and skip:
+                continue
+            else:
+                kept.append(line)
+        return "\n".join(kept)
+
     async def run(self, program_text: str) -> StageOutcome:
         metrics: dict[str, float] = {}
         score: float | None = None
         for index, stage in enumerate(self.stages):
             result = await self.sandbox.run(self.program, "__openended_run", [program_text, stage])
-            if not result.ok:
-                return StageOutcome(None, metrics, f"{stage}: {result.error}", stage)
+            if result.error is not None:
+                return StageOutcome(
+                    None,
+                    metrics,
+                    f"{stage}: {result.error}",
+                    stage,
+                    self._evaluator_traceback(result.error.traceback),
+                )
             value = result.value
             problem = _check(value)
             if problem:

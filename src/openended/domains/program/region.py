@@ -7,11 +7,13 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from openended.errors import UserError
+
 START = re.compile(r"^[ \t]*#[ \t]*EVOLVE-BLOCK-START.*$", re.MULTILINE)
 END = re.compile(r"^[ \t]*#[ \t]*EVOLVE-BLOCK-END.*$", re.MULTILINE)
 
 
-class RegionError(ValueError):
+class RegionError(UserError, ValueError):
     """The initial program does not mark a region to evolve; the message says how."""
 
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openended.errors import UserError
 from openended.jsonl import read_jsonl
+from openended.textfiles import read_text
 
 ANSWER_TYPES = (
     "int",
@@ -35,7 +37,7 @@ ANSWER_TYPES = (
 """The answer types the P3 splits use most; anything else falls in one 'other' bin."""
 
 
-class PuzzleFileError(ValueError):
+class PuzzleFileError(UserError, ValueError):
     """A puzzle file that cannot be read; the message names the file, entry and key."""
 
 
@@ -122,10 +124,7 @@ def load_puzzles(path: str | Path) -> list[Puzzle]:
             puzzle_from_json(entry, where=f"{path}: line {number}")
             for number, entry in read_jsonl(path, PuzzleFileError)
         ]
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PuzzleFileError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, what="puzzle file", error=PuzzleFileError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

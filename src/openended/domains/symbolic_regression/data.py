@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,11 @@ import numpy as np
 
 from openended.domains.symbolic_regression.expression import CompiledExpression
 from openended.domains.symbolic_regression.feynman import EQUATIONS
+from openended.errors import UserError
+from openended.textfiles import read_text
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The regression data is unusable; the message names the file, line and column."""
 
 
@@ -55,11 +58,8 @@ def generate(equation_id: str, *, points: int, noise: float, seed: int) -> Regre
 def read_csv(path: Path, *, target_column: str | None = None) -> RegressionData:
     """Read a CSV with a header row: one column per input variable and a target column
     (`target_column`, default the last column). Every value must be a finite number."""
-    try:
-        handle = open(path, newline="")  # noqa: SIM115 - closed by the `with` below
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open: {exc.strerror}") from exc
-    with handle:
+    text = read_text(path, what="CSV file", error=DataError)
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header or not any(h.strip() for h in header):

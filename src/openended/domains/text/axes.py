@@ -24,8 +24,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from openended.errors import UserError
+from openended.textfiles import read_text
 
-class AxesFileError(ValueError):
+
+class AxesFileError(UserError, ValueError):
     """An axes file that cannot be used; the message names the file and the field."""
 
 
@@ -100,10 +103,9 @@ def parse_task(data: Any, *, source: str) -> TextTask:
 def load_task(path: str | Path) -> TextTask:
     """Read an axes file (TOML)."""
     path = Path(path)
+    text = read_text(path, what="axes file", error=AxesFileError)
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise AxesFileError(f"{path}: cannot read: {exc.strerror}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise AxesFileError(f"{path}: not valid TOML: {exc}") from None
     return parse_task(data, source=str(path))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from openended.errors import UserError
 from openended.jsonl import read_jsonl
+from openended.textfiles import read_text
 
 
-class SeedDataError(ValueError):
+class SeedDataError(UserError, ValueError):
     """Seed data that cannot be read; the message names the file, line and field."""
 
 
@@ -39,20 +42,15 @@ def read_seed_texts(
                 raise SeedDataError(f"{path}: line {number}: no string field {field!r}")
             texts.append(row[field])
     elif path.suffix == ".csv":
-        try:
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                columns = list(reader.fieldnames or [])
-                if field not in columns:
-                    raise SeedDataError(
-                        f"{path}: no column {field!r}; columns: {', '.join(columns)}"
-                    )
-                for number, row in enumerate(reader, 2):
-                    if not (row.get(field) or "").strip():
-                        raise SeedDataError(f"{path}: line {number}: column {field!r} is empty")
-                    texts.append(row[field])
-        except OSError as exc:
-            raise SeedDataError(f"{path}: cannot read: {exc.strerror}") from None
+        text = read_text(path, what="CSV file", error=SeedDataError)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns = list(reader.fieldnames or [])
+        if field not in columns:
+            raise SeedDataError(f"{path}: no column {field!r}; columns: {', '.join(columns)}")
+        for number, row in enumerate(reader, 2):
+            if not (row.get(field) or "").strip():
+                raise SeedDataError(f"{path}: line {number}: column {field!r} is empty")
+            texts.append(row[field])
     else:
         raise SeedDataError(f"{path}: seed data must be .jsonl, .csv, or a saved dataset folder")
     texts = [t.strip() for t in texts if t.strip()]

@@ -3,6 +3,7 @@
 import builtins
 import json
 import linecache
+import os
 import traceback
 
 PROGRAM = "<program>"
@@ -11,8 +12,14 @@ MAX_TRACEBACK = 8000
 
 
 def program_traceback(exc):
-    """The traceback of `exc` restricted to the program's own frames."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == PROGRAM]
+    """The traceback of `exc` restricted to the program's own frames and those of files
+    in its working folder (a candidate module the program wrote there and imported)."""
+    here = os.getcwd() + os.sep
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename == PROGRAM or f.filename.startswith(here)
+    ]
     lines = traceback.format_list(frames[-20:])
     lines += traceback.format_exception_only(type(exc), exc)
     text = "Traceback (most recent call last):\n" + "".join(lines)
