@@ -272,16 +272,17 @@ def _run_search(
 
 def _in_own_loop(main: Callable[[], Any]) -> Any:
     """``asyncio.run(main())``, or, where this thread already runs an event loop (a
-    notebook), the same in a helper thread, waited for."""
+    notebook), the same in a helper thread, waited for. A cancelled run does not wait for
+    the executor's threads (a local model's generation may have a minute to go)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(main())
+        return _run_loop(main)
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(main())
+            box["value"] = _run_loop(main)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
@@ -291,6 +292,27 @@ def _in_own_loop(main: Callable[[], Any]) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def _run_loop(main: Callable[[], Any]) -> Any:
+    """`asyncio.run`, except that a cancelled run does not wait for executor threads."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        result = loop.run_until_complete(main())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        return result
+    finally:
+        try:
+            remaining = asyncio.all_tasks(loop)
+            for task in remaining:
+                task.cancel()
+            if remaining:
+                loop.run_until_complete(asyncio.gather(*remaining, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()  # after a cancellation: the executor is shut down without waiting
 
 
 def run(

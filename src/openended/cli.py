@@ -88,7 +88,12 @@ def _search(start: Callable[..., api.RunResult], budget: BudgetConfig, *, report
                 f"stopped by {stop.signal_name}: committed batches are kept; continue with: "
                 f"openended resume {stop.run_dir}"
             )
-            return SIGNAL_EXITS.get(stop.signal_name, 130)
+            progress.__exit__(None, None, None)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # now: a local model's generation thread may still be busy, and the interpreter
+            # would wait for it at exit; everything committed is on disk already
+            os._exit(SIGNAL_EXITS.get(stop.signal_name, 130))
     return _finish(result, report=report)
 
 
@@ -231,6 +236,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from openended.domains.puzzles import PuzzleVerifier, load_puzzles, solve_puzzles
     from openended.lm.factory import build_language_model
 
+    if args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: give at least 1")
+    args.k = args.k or sorted({1, args.samples})
+    too_many = [k for k in args.k if k > args.samples or k < 1]
+    if too_many:
+        raise ConfigError(
+            f"--k {' '.join(map(str, too_many))}: pass@k needs 1 <= k <= samples per puzzle "
+            f"and --samples is {args.samples}; raise --samples or lower --k"
+        )
     puzzles = load_puzzles(args.puzzles)[: args.limit]
     lm = build_language_model(ModelConfig(name=args.model, model_name=args.model_name))
 
@@ -524,7 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--model", default="embedded")
     solve.add_argument("--model-name", help="the server's model name")
     solve.add_argument("--samples", type=int, default=10, help="solutions per puzzle")
-    solve.add_argument("--k", type=int, nargs="+", default=[1, 10], help="pass@k to report")
+    solve.add_argument(
+        "--k", type=int, nargs="+", help="pass@k to report (default: 1 and --samples)"
+    )
     solve.add_argument("--limit", type=int, help="only the first N puzzles")
     solve.add_argument("--temperature", type=float, default=0.8)
     solve.add_argument("--max-tokens", type=int, default=128)

@@ -99,9 +99,9 @@ class ImproveLoop:
         self.settings = settings
         self.log = log
         self.out = Path(settings.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.record_path = self.out / "improve.json"
-        puzzles = load_puzzles(settings.puzzles)
+        puzzles = load_puzzles(settings.puzzles)  # a bad input fails before anything is made
+        self.out.mkdir(parents=True, exist_ok=True)
         self.train, held_out = split_puzzles(
             puzzles, held_out=settings.held_out, seed=settings.seed
         )

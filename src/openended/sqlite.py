@@ -19,3 +19,12 @@ def connect_wal(
     connection.execute(f"PRAGMA synchronous={synchronous}")
     connection.execute("PRAGMA busy_timeout=10000")
     return connection
+
+
+def connect_immutable(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection to a database on a read-only file system (where SQLite cannot
+    create the ``-shm`` file a WAL database needs): nothing may change the file meanwhile."""
+    uri = Path(path).resolve().as_uri() + "?immutable=1"
+    connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    return connection

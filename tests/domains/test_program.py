@@ -357,3 +357,19 @@ def test_cli_evolve_errors_cleanly_and_the_best_program_is_written(
     result = openended.run(task, lm=ScriptedLM(scripted))
     best = write_best_program(result.run_dir).read_text()
     assert best == INITIAL.replace("x = 1", "x = 6")
+
+
+def test_every_finish_rewrites_best_program_py(task: dict, capsys) -> None:
+    """`openended resume` of an evolve run writes the new best program, not the old one."""
+    from openended.cli import _finish
+    from openended.evolve import write_best_program
+
+    first = openended.run(task, lm=ScriptedLM(scripted))
+    stale = first.run_dir / "best_program.py"
+    stale.write_text("# an earlier best\n")
+    again = openended.resume(
+        first.run_dir, overrides=["budget.max_lm_calls=8"], lm=ScriptedLM(scripted)
+    )
+    assert _finish(again, report=False) == 0
+    assert stale.read_text() == write_best_program(first.run_dir).read_text()
+    assert "x = 6" in stale.read_text()

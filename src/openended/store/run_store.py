@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from openended.errors import UserError
-from openended.sqlite import connect_wal
+from openended.sqlite import connect_immutable, connect_wal
 
 SCHEMA_VERSION = 1
 
@@ -135,14 +136,15 @@ class RunStore:
     this schema at `SCHEMA_VERSION`, or `StoreError` says what is wrong (an empty or
     truncated file, tables lost with a deleted ``-wal`` file, another schema). Writes that
     fail for want of space or permission are a `StoreError` naming the file; committed
-    batches are untouched. The write-ahead log is checkpointed into ``run.sqlite`` every
-    `CHECKPOINT_BATCHES` batches and when the store is closed, so that the main file alone
-    holds the run.
+    batches are untouched. The store is created whole (schema and version) under a temporary
+    name and renamed into place, and the write-ahead log is checkpointed into ``run.sqlite``
+    after every batch and when the store is closed: the main file alone holds the run, and
+    a lost ``-wal`` file costs at most the last batch (which a resume regenerates exactly).
     """
 
     DB_NAME = "run.sqlite"
     CONFIG_NAME = "config.toml"
-    CHECKPOINT_BATCHES = 10
+    CHECKPOINT_BATCHES = 1
 
     def __init__(self, run_dir: Path, *, create: bool = False) -> None:
         self.run_dir = Path(run_dir)
@@ -155,20 +157,22 @@ class RunStore:
             raise StoreError(
                 f"{self.run_dir} is not an openended run directory (no {self.DB_NAME})"
             )
-        else:
-            check_store(self.path)
+        read_only = not create and not os.access(self.run_dir, os.W_OK)
+        if not create:
+            check_store(self.path, read_only=read_only)
+        self._wrote = create
         try:
-            self.db = connect_wal(self.path)
             if create:
-                self.db.executescript(SCHEMA)
-                self.set_meta("schema_version", SCHEMA_VERSION)
+                _create_atomically(self.path)
+            self.db = connect_immutable(self.path) if read_only else connect_wal(self.path)
         except sqlite3.Error as exc:
             raise self._failed(exc, "open") from None
         self._batches_since_checkpoint = 0
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):  # the log still holds what it holds
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._wrote:  # a writer folds its log into run.sqlite (readers leave it be)
+            with contextlib.suppress(sqlite3.Error):  # the log still holds what it holds
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.close()
 
     def __enter__(self) -> RunStore:
@@ -194,6 +198,7 @@ class RunStore:
     # -- meta ------------------------------------------------------------------------------
 
     def set_meta(self, key: str, value: Any) -> None:
+        self._wrote = True
         try:
             self.db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -254,6 +259,7 @@ class RunStore:
             )
             for c in candidates
         ]
+        self._wrote = True
         try:
             self._write_batch(rows, metrics, now, meta)
         except sqlite3.IntegrityError:
@@ -385,22 +391,24 @@ class RunStore:
 REQUIRED_TABLES = {"meta", "candidates", "batches"}
 
 
-def check_store(path: Path) -> None:
+def check_store(path: Path, *, read_only: bool = False) -> None:
     """Raise `StoreError` unless `path` is a SQLite database with this schema and version.
-    Reads only: a damaged store is reported, never rebuilt over."""
+    Reads only: a damaged store is reported, never rebuilt over. `read_only`: the folder
+    cannot be written (the file is opened immutable)."""
     size = path.stat().st_size
     if size == 0:
         raise StoreError(
             f"{path} is empty (0 bytes): the run's store was truncated or never written; "
             "restore it from a copy, or start a new run"
         )
+    wal = path.with_name(path.name + "-wal")
+    hint = "" if wal.exists() else f" (its write-ahead log {wal.name} is gone)"
     try:
-        with contextlib.closing(sqlite3.connect(path)) as db:
+        connection = connect_immutable(path) if read_only else sqlite3.connect(path)
+        with contextlib.closing(connection) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
             missing = REQUIRED_TABLES - tables
             if missing:
-                wal = path.with_name(path.name + "-wal")
-                hint = "" if wal.exists() else f" (its write-ahead log {wal.name} is gone)"
                 raise StoreError(
                     f"{path} holds no openended run: the tables {', '.join(sorted(missing))} "
                     f"are missing{hint}; restore it from a copy, or start a new run"
@@ -415,6 +423,23 @@ def check_store(path: Path) -> None:
         raise StoreError(
             f"{path} has store schema version {version}, this openended reads {SCHEMA_VERSION}"
         )
+
+
+def _create_atomically(path: Path) -> None:
+    """Write an empty store (schema and version) under a temporary name and rename it into
+    place: a reader never sees a half-made ``run.sqlite``."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    try:
+        with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as db:
+            db.executescript(SCHEMA)
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                (json.dumps(SCHEMA_VERSION),),
+            )
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_config(run_dir: Path, toml_text: str) -> None:
