@@ -168,6 +168,7 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "openended.cli", *args]
 
 
+@pytest.mark.slow
 def test_two_resumes_at_once_one_runs_the_other_is_refused(tmp_path: Path) -> None:
     with FaultServer(default="slow") as server:
         server.slow_seconds = 0.2
@@ -488,6 +489,7 @@ def server_run(tmp_path: Path, server: FaultServer, *extra: str) -> list[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sent", "name", "code"), [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)]
 )
@@ -513,6 +515,7 @@ def test_an_interrupt_is_acknowledged_at_once_and_finishes_the_batch(
         assert store.get_meta("sessions")[-1]["stopped_by"] == f"interrupted ({name})"
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_within_seconds(tmp_path: Path) -> None:
     with FaultServer(default="slow") as server:
         server.slow_seconds = 0.5
@@ -533,6 +536,7 @@ def test_a_second_ctrl_c_stops_within_seconds(tmp_path: Path) -> None:
     assert ids == list(range(1, len(ids) + 1))
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_a_dead_model_server_exits_non_zero(tmp_path: Path) -> None:
     done = subprocess.run(
         cli(

@@ -301,6 +301,7 @@ with Sandbox(limits=Limits(wall_seconds=20, cpu_seconds=20, memory_mb=2048),
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolation", BACKENDS)
 def test_floods_never_grow_the_hosts_memory(isolation: str) -> None:
     done = subprocess.run(
@@ -401,6 +402,7 @@ with Sandbox(limits=Limits(wall_seconds=10), isolation="rlimits", workers=2) as 
 """
 
 
+@pytest.mark.slow
 @root_only
 def test_the_fallback_imports_from_a_python_its_uid_cannot_read(tmp_path: Path) -> None:
     """A venv inside a 0700 folder (like a pyenv under /root): without bubblewrap the
