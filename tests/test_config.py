@@ -9,14 +9,14 @@ def test_defaults_are_the_default_search() -> None:
     config = load_config(None)
     assert config.model.name == "embedded"
     assert config.domain_name == "symbolic_regression"
-    assert config.budget.active() == {"evaluations": 400}
+    assert config.budget.active() == {"evaluations": 1000}
 
 
 @pytest.mark.parametrize(
     ("overrides", "active"),
     [
         (["budget.max_evaluations=60"], {"evaluations": 60}),  # no hidden 300 s wall clock
-        (["budget.max_lm_calls=2"], {"LM calls": 2}),  # no hidden 400 evaluations
+        (["budget.max_lm_calls=2"], {"LM calls": 2}),  # no hidden 1000 evaluations
         (["budget.max_seconds=30", "budget.max_tokens=999"], {"tokens": 999, "seconds": 30}),
         (["budget.max_evaluations=0", "budget.max_lm_calls=10"], {"LM calls": 10}),
     ],
@@ -33,6 +33,10 @@ EVERY_FIELD = {
         "name": "http://127.0.0.1:1/v1",
         "max_batch_size": 3,
         "max_batch_tokens": 999,
+        "backend": "transformers",
+        "compute_type": "float32",
+        "threads": 3,
+        "top_p_candidates": 64,
         "dtype": "bfloat16",
         "device": "cuda:1",
         "speculative": "off",
@@ -210,7 +214,7 @@ def test_overrides() -> None:
 
 def test_zero_budget_means_unlimited() -> None:
     config = load_config(None, ["budget.max_seconds=0"])
-    assert config.budget.max_seconds == 0 and config.budget.active() == {"evaluations": 400}
+    assert config.budget.max_seconds == 0 and config.budget.active() == {"evaluations": 1000}
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:

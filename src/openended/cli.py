@@ -33,6 +33,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("seed", "seed"),
         ("model", "model.name"),
         ("model_name", "model.model_name"),
+        ("backend", "model.backend"),
         ("runs_dir", "runs_dir"),
         ("executor", "executor.kind"),
         ("ray_address", "executor.address"),
@@ -43,6 +44,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+BACKENDS = ("auto", "ctranslate2", "transformers")
+BACKEND_HELP = "a local model's backend (default auto: ctranslate2 where it can)"
 EXIT_MODEL_FAILED = 3
 SIGNAL_EXITS = {"Ctrl-C": 130, "SIGTERM": 143}
 
@@ -208,7 +211,9 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
         token = os.environ.get(args.token_env)
         if not token:
             raise ConfigError(f"--token-env {args.token_env}: the variable is not set")
-    config = ModelConfig(name=args.model, max_batch_size=args.max_batch_size)
+    config = ModelConfig(
+        name=args.model, max_batch_size=args.max_batch_size, backend=args.backend or "auto"
+    )
     if config.is_remote:
         raise ConfigError("serve-model serves local models; --model must not be a URL")
     model = build_language_model(config)
@@ -246,7 +251,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"and --samples is {args.samples}; raise --samples or lower --k"
         )
     puzzles = load_puzzles(args.puzzles)[: args.limit]
-    lm = build_language_model(ModelConfig(name=args.model, model_name=args.model_name))
+    lm = build_language_model(
+        ModelConfig(name=args.model, model_name=args.model_name, backend=args.backend or "auto")
+    )
 
     def progress(done: int, total: int) -> None:
         console.print(f"solved for {done}/{total} puzzles", highlight=False)
@@ -469,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
     )
     run.add_argument("--model-name", help="the server's model name (with an http(s) --model)")
+    run.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     run.add_argument("--runs-dir", type=Path)
     add_set(run)
     add_executor(run)
@@ -485,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--seed", type=int)
     evolve.add_argument("--model", help="'embedded', a local model, or an OpenAI-compatible URL")
     evolve.add_argument("--model-name", help="the server's model name")
+    evolve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     evolve.add_argument("--runs-dir", type=Path)
     add_set(evolve)
     add_executor(evolve)
@@ -497,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", type=Path)
     resume.add_argument("--model", help="continue with another model")
     resume.add_argument("--model-name", help="the server's model name")
+    resume.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     resume.add_argument(
         "--fork",
         metavar="NEW_NAME",
@@ -522,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve-model", help="serve a local model on OpenAI-compatible /v1 endpoints"
     )
     serve.add_argument("--model", default="embedded", help="'embedded' or a local model path")
+    serve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
@@ -537,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("puzzles", type=Path, help="P3-format JSON (or JSONL) of puzzles")
     solve.add_argument("--model", default="embedded")
     solve.add_argument("--model-name", help="the server's model name")
+    solve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
     solve.add_argument("--samples", type=int, default=10, help="solutions per puzzle")
     solve.add_argument(
         "--k", type=int, nargs="+", help="pass@k to report (default: 1 and --samples)"

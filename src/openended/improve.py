@@ -92,6 +92,15 @@ class Step:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _local_model(model: str) -> LanguageModel:
+    """The embedded model or a model folder, on the configured default backend."""
+    from openended.config import ModelConfig
+    from openended.lm.factory import build_language_model
+
+    name = model if model == "embedded" else str(resolve_model(model))
+    return build_language_model(ModelConfig(name=name))
+
+
 class ImproveLoop:
     """Runs the loop, writing ``improve.json`` after every step."""
 
@@ -275,7 +284,6 @@ class ImproveLoop:
         return sources, s.generate_calls * s.batch_size
 
     def _generate_naive(self, model: str, iteration: int) -> tuple[list[PuzzleSource], int]:
-        from openended.lm.local import TransformersLM
         from openended.operators import load_template
 
         s = self.settings
@@ -284,7 +292,7 @@ class ImproveLoop:
             template = load_template("lmx", override=None, domain_dir=domain.prompt_dir)
             seeds = [_Parent(g) for g in domain.seeds()]
             rng = random.Random(s.seed * 1000 + iteration)
-            lm = TransformersLM(resolve_model(model), model_id=model)
+            lm = _local_model(model)
             completions: list[str] = []
             for _ in range(s.generate_calls):
                 requests = [
@@ -310,10 +318,8 @@ class ImproveLoop:
     # -- evaluation -------------------------------------------------------------------------
 
     def _evaluate(self, model: str) -> dict[str, float]:
-        from openended.lm.local import TransformersLM
-
         s = self.settings
-        lm: LanguageModel = TransformersLM(resolve_model(model), model_id=model)
+        lm = _local_model(model)
         start = time.perf_counter()
 
         def progress(done: int, total: int) -> None:

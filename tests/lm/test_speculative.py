@@ -285,7 +285,7 @@ def test_the_draft_cache_gives_the_drafts_of_a_fresh_prefill(embedded_lm) -> Non
 
     def ask(row: int, tokens: list[int], k: int) -> DraftAsk:
         generator = torch.Generator().manual_seed(row)
-        return DraftAsk(row, tokens, k, 0.9, 0.95, 0.0, generator)
+        return DraftAsk(row, tokens, k, 0.9, 0.95, 0.0, 0, generator)
 
     session = drafter.session()
     first = session.propose_batch([ask(0, prompts[0], 4), ask(1, prompts[1], 3)])

@@ -106,6 +106,7 @@ class EmbeddedModel:
             batch_size=16,
             max_length=64,
             seed=seed,
+            convert=False,  # scored teacher-forced on the transformers backend
         )
         finetune(self.base, examples, out, settings, progress=self.progress)
         self._lm = self._load(out)

@@ -23,6 +23,8 @@ class GenerationRequest:
     max_tokens: int = 64
     temperature: float = 0.8
     top_p: float = 0.95
+    top_k: int = 0
+    """Sample among the `top_k` likeliest tokens only (0: off)."""
     min_p: float = 0.0
     """Min-p sampling (Nguyen et al. 2024, arXiv 2407.01082): drop tokens less likely than
     ``min_p`` times the most likely one (0: off)."""
@@ -45,6 +47,8 @@ class GenerationRequest:
             raise ValueError(f"GenerationRequest.temperature must be >= 0, got {self.temperature}")
         if not 0 <= self.min_p < 1:
             raise ValueError(f"GenerationRequest.min_p must be in [0, 1), got {self.min_p}")
+        if self.top_k < 0:
+            raise ValueError(f"GenerationRequest.top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"GenerationRequest.top_p must be in (0, 1], got {self.top_p}")
 

@@ -33,6 +33,8 @@ def cache_key(model_id: str, request: GenerationRequest, *, speculative: bool = 
         "seed": request.seed,
         "logprobs": request.logprobs,
     }
+    if request.top_k:  # (only when set: earlier keys stay valid)
+        fields["top_k"] = request.top_k
     if speculative:
         fields["speculative"] = True
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

@@ -48,17 +48,55 @@ def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:
             max_retries=config.max_retries,
             seed=seed,
         )
+    if config.local_backend() == "ctranslate2":
+        return _ctranslate2_model(config)
     options: dict[str, object] = dict(
         max_batch_size=config.max_batch_size,
         max_batch_tokens=config.max_batch_tokens,
         dtype=config.dtype,
         device=config.device,
+        threads=config.threads,
     )
     if config.speculative == "draft-model":
         assert config.draft_model is not None  # ModelConfig checks
         draft = _local_model(config.draft_model, "model.draft_model", options)
         options["draft_model"] = draft
     return _local_model(config.name, "model.name", {**options, "speculative": config.speculative})
+
+
+def _ctranslate2_model(config: ModelConfig) -> LanguageModel:
+    from openended.lm.ctranslate import CTranslate2LM
+
+    options: dict[str, object] = dict(
+        compute_type=config.compute_type,
+        threads=config.threads,
+        top_p_candidates=config.top_p_candidates,
+        max_batch_size=config.max_batch_size,
+        max_batch_tokens=config.max_batch_tokens,
+    )
+    if config.name == "embedded":
+        return CTranslate2LM.embedded(**options)
+    path = local_folder(config.name, "model.name")
+    return CTranslate2LM(path, model_id=config.name, **options)  # type: ignore[arg-type]
+
+
+def local_folder(name: str, key: str) -> Path:
+    """A local model folder, or the local Hugging Face cache's copy of a model id (no
+    downloads at run time)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{key}: {path} has no config.json (not a model folder)")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        raise ModelNotFoundError(
+            f"{key}: {name!r} is not 'embedded', not a local model folder, and not a "
+            "model in the local Hugging Face cache"
+        ) from None
 
 
 def _local_model(name: str, key: str, options: dict[str, object]) -> TransformersLM:

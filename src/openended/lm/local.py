@@ -14,6 +14,13 @@ import numpy as np
 import torch
 
 from openended.lm.base import Generation, GenerationRequest, GenerationResult
+from openended.lm.decoding import (
+    DecodeState,
+    option_token_ids,
+    render_prompt,
+    resolve_threads,
+    sample_seed,
+)
 from openended.lm.speculative import (
     SPECULATIVE_MODES,
     AdaptiveLength,
@@ -36,12 +43,6 @@ class _Row:
     generator: torch.Generator
 
 
-def sample_seed(seed: int, sample_index: int) -> int:
-    """A 63-bit seed for sample `sample_index` of a request seeded with `seed`."""
-    state = np.random.SeedSequence([seed & (2**63 - 1), sample_index]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
-
-
 def _filter_top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Nucleus filtering (Holtzman et al. 2020, arXiv 1904.09751), one `top_p` per row."""
     sorted_logits, sorted_index = torch.sort(logits, descending=True, dim=-1)
@@ -52,6 +53,14 @@ def _filter_top_p(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     # reach 1 before the tail, which would otherwise drop tail tokens)
     remove = torch.zeros_like(remove_sorted).scatter(1, sorted_index, remove_sorted)
     return logits.masked_fill(remove, float("-inf"))
+
+
+def _filter_top_k(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """Keep each row's `top_k` likeliest tokens (0: all)."""
+    vocab = logits.shape[-1]
+    k = torch.where(top_k > 0, top_k.clamp(max=vocab), torch.full_like(top_k, vocab))
+    kth = torch.sort(logits, descending=True, dim=-1).values.gather(1, (k - 1)[:, None])
+    return logits.masked_fill(logits < kth, float("-inf"))
 
 
 def _filter_min_p(logits: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
@@ -84,6 +93,8 @@ class TransformersLM:
             "prompt-lookup" for every request, "draft-model" drafts every request with
             `draft_model`, "off" decodes plainly.
         draft_model: a smaller model sharing the tokenizer, for "draft-model".
+        threads: torch's threads, for the whole process (0: half the cores; None: leave
+            torch's setting alone).
     """
 
     def __init__(
@@ -97,11 +108,14 @@ class TransformersLM:
         device: str = "cpu",
         speculative: str = "auto",
         draft_model: TransformersLM | None = None,
+        threads: int | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        if threads is not None:
+            torch.set_num_threads(resolve_threads(threads))
 
         self.model_id = model_id or str(path)
         self.max_batch_size = max_batch_size
@@ -167,14 +181,7 @@ class TransformersLM:
 
     def render(self, request: GenerationRequest) -> str:
         """The exact text the model is conditioned on."""
-        if request.messages is not None:
-            return str(
-                self.tokenizer.apply_chat_template(
-                    [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
-                )
-            )
-        assert request.prompt is not None
-        return request.prompt
+        return render_prompt(self.tokenizer, request)
 
     def encode(self, request: GenerationRequest) -> list[int]:
         return list(self.tokenizer(self.render(request), add_special_tokens=False)["input_ids"])
@@ -222,25 +229,7 @@ class TransformersLM:
         return await asyncio.to_thread(self._option_logprobs, list(prompts), list(options))
 
     def _option_logprobs(self, prompts: list[str], options: list[str]) -> list[list[float]]:
-        firsts = [
-            {
-                self.tokenizer(variant, add_special_tokens=False)["input_ids"][0]
-                for variant in (option, " " + option)
-            }
-            for option in options
-        ]
-        # a variant whose first token is only a space (" 1" -> "Ġ", "1" in SmolLM2) or is
-        # shared with another option says nothing about which option: leave it out
-        counts: dict[int, int] = {}
-        for tokens in firsts:
-            for token in tokens:
-                counts[token] = counts.get(token, 0) + 1
-        ids = []
-        for option, tokens in zip(options, firsts, strict=True):
-            kept = [t for t in tokens if counts[t] == 1 and self.tokenizer.decode([t]).strip()]
-            if not kept:
-                raise ValueError(f"option {option!r} has no first token of its own")
-            ids.append(sorted(kept))
+        ids = option_token_ids(self.tokenizer, options)
         return [
             [float(torch.logsumexp(logp[option_ids], dim=0)) for option_ids in ids]
             for logp in self._next_token_logprobs(prompts)
@@ -366,11 +355,12 @@ class TransformersLM:
         input_ids, attention, positions = self._left_pad([r.prompt_ids for r in rows])
         temperature = torch.tensor([r.request.temperature for r in rows], dtype=torch.float32)
         top_p = torch.tensor([r.request.top_p for r in rows], dtype=torch.float32)
+        top_k = torch.tensor([r.request.top_k for r in rows], dtype=torch.long)
         min_p = torch.tensor([r.request.min_p for r in rows], dtype=torch.float32)
         drafter = self._drafter.session() if self._drafter is not None else None
         lengths = [self._draft_length.start] * batch
         drafting = [speculates(self.speculative, r.request.speculate) for r in rows]
-        state = _DecodeState(rows, self.tokenizer, self.eos_ids)
+        state = DecodeState(rows, self.tokenizer, self.eos_ids)
         active = list(range(batch))  # positions in `rows` still decoding
         drafts: list[list[int]] = [[] for _ in rows]
         draft_q: list[torch.Tensor | None] = [None for _ in rows]
@@ -387,6 +377,7 @@ class TransformersLM:
                 temperature[active],
                 top_p[active],
                 min_p[active],
+                top_k[active],
                 [len(d) + 1 for d in drafts],
             )
             keep, tokens, accepted = [], [], []
@@ -431,6 +422,7 @@ class TransformersLM:
                     rows[i].request.temperature,
                     rows[i].request.top_p,
                     rows[i].request.min_p,
+                    rows[i].request.top_k,
                     rows[i].generator,
                 )
                 for k, i in enumerate(active)
@@ -506,11 +498,14 @@ class DraftSession:
         temperature = torch.tensor([asks[k].temperature for k in wanted], dtype=torch.float32)
         top_p = torch.tensor([asks[k].top_p for k in wanted], dtype=torch.float32)
         min_p = torch.tensor([asks[k].min_p for k in wanted], dtype=torch.float32)
+        top_k = torch.tensor([asks[k].top_k for k in wanted], dtype=torch.long)
         tokens: list[list[int]] = [[] for _ in wanted]
         qs: list[list[torch.Tensor]] = [[] for _ in wanted]
         longest = max(asks[k].k for k in wanted)
         for step in range(longest):
-            _, q = _distributions(logits[:, :, : self.vocab], temperature, top_p, min_p, [1] * rows)
+            _, q = _distributions(
+                logits[:, :, : self.vocab], temperature, top_p, min_p, top_k, [1] * rows
+            )
             feeding = []
             for r, k in enumerate(wanted):
                 if step >= asks[k].k:  # this row's draft is complete
@@ -592,61 +587,12 @@ class DraftSession:
         return logits[torch.arange(len(feeding)), last][:, None, :]
 
 
-class _DecodeState:
-    """The tokens, log-probabilities and finish reasons of a batch being decoded."""
-
-    def __init__(self, rows: list[_Row], tokenizer: object, eos_ids: frozenset[int]) -> None:
-        self.rows = rows
-        self.tokenizer = tokenizer
-        self.eos = eos_ids
-        self.generated: list[list[int]] = [[] for _ in rows]
-        self.logprobs: list[list[float]] = [[] for _ in rows]
-        self.finish: list[str | None] = [None] * len(rows)
-        self.texts: list[str] = [""] * len(rows)
-
-    def _text(self, i: int) -> str:
-        return self.tokenizer.decode(self.generated[i], skip_special_tokens=True)  # type: ignore[attr-defined]
-
-    def take(self, i: int, token: int, logprob: float) -> bool:
-        """Append a token to row i; False when the row has finished (eos, a stop string,
-        or its token limit)."""
-        if token in self.eos:
-            self.finish[i], self.texts[i] = "eos", self._text(i)
-            return False
-        self.generated[i].append(token)
-        self.logprobs[i].append(logprob)
-        stops = self.rows[i].request.stop
-        if stops:
-            text = self._text(i)
-            cut = min((p for p in (text.find(s) for s in stops) if p >= 0), default=-1)
-            if cut >= 0:
-                self.finish[i], self.texts[i] = "stop", text[:cut]
-                return False
-        if len(self.generated[i]) >= self.rows[i].request.max_tokens:
-            self.finish[i], self.texts[i] = "length", self._text(i)
-            return False
-        return True
-
-    def room(self, i: int, length: int) -> int:
-        """Draft tokens worth proposing: the next token is always emitted, so at most
-        the tokens left after it."""
-        return max(0, min(length, self.rows[i].request.max_tokens - len(self.generated[i]) - 1))
-
-    def generation(self, i: int) -> Generation:
-        return Generation(
-            text=self.texts[i],
-            finish_reason=self.finish[i] or "length",  # type: ignore[arg-type]
-            prompt_tokens=len(self.rows[i].prompt_ids),
-            completion_tokens=len(self.generated[i]) + (1 if self.finish[i] == "eos" else 0),
-            logprobs=tuple(self.logprobs[i]),
-        )
-
-
 def _distributions(
     logits: torch.Tensor,
     temperature: torch.Tensor,
     top_p: torch.Tensor,
     min_p: torch.Tensor,
+    top_k: torch.Tensor,
     needed: Sequence[int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities after temperature, top-p and min-p (for the reported logprobs)
@@ -662,6 +608,8 @@ def _distributions(
     greedy = (temperature <= 0)[row_of]
     scale = torch.where(greedy, torch.ones_like(greedy, dtype=logits.dtype), temperature[row_of])
     scaled = picked / scale[:, None]
+    if bool((top_k > 0).any()):  # top-k, then top-p on what is left (as transformers)
+        scaled = _filter_top_k(scaled, torch.where(greedy, 0, top_k[row_of]))
     nucleus = torch.where(greedy, torch.ones_like(scale), top_p[row_of])
     if bool((nucleus < 1).any()):  # sorting the vocabulary is the costly part: skip it
         scaled = _filter_top_p(scaled, nucleus)

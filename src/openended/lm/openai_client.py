@@ -242,8 +242,10 @@ class OpenAICompatibleLM:
             temperature=request.temperature,
             top_p=request.top_p,
         )
-        if request.min_p:  # not in the OpenAI API; vLLM and llama.cpp servers accept it
-            common["extra_body"] = {"min_p": request.min_p}
+        extra = {"min_p": request.min_p, "top_k": request.top_k}
+        extra = {k: v for k, v in extra.items() if v}  # not in the OpenAI API; vLLM,
+        if extra:  # llama.cpp and serve-model accept them
+            common["extra_body"] = extra
         if request.stop:
             common["stop"] = list(request.stop)[:4]
         if request.seed is not None:

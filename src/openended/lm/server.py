@@ -38,6 +38,7 @@ class _Sampling(BaseModel):
     temperature: float = Field(1.0, ge=0, le=5)
     top_p: float = Field(1.0, gt=0, le=1)
     min_p: float = Field(0.0, ge=0, lt=1)
+    top_k: int = Field(0, ge=0)
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
@@ -156,6 +157,7 @@ def create_app(
                 temperature=body.temperature,
                 top_p=body.top_p,
                 min_p=body.min_p,
+                top_k=body.top_k,
                 stop=body.stops(),
                 seed=None if body.seed is None else body.seed + i,
             )
@@ -201,6 +203,7 @@ def create_app(
             temperature=body.temperature,
             top_p=body.top_p,
             min_p=body.min_p,
+            top_k=body.top_k,
             stop=body.stops(),
             seed=body.seed,
         )

@@ -42,6 +42,7 @@ class DraftAsk:
     temperature: float
     top_p: float
     min_p: float
+    top_k: int
     generator: torch.Generator
 
 

@@ -40,6 +40,8 @@ class FinetuneSettings:
     lora_rank: int = 16
     lora_alpha: int = 32
     seed: int = 0
+    convert: bool = True
+    """Convert the trained model for the ctranslate2 backend right away (int8)."""
 
     @property
     def lr(self) -> float:
@@ -174,6 +176,8 @@ def finetune(
         trained = trained.merge_and_unload()
     trained.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if settings.convert:
+        _convert_for_fast_decoding(out, progress)
     result = FinetuneResult(
         model_dir=out,
         base_model=str(base_model),
@@ -205,3 +209,15 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _convert_for_fast_decoding(model_dir: Path, progress: Callable[[str], None] | None) -> None:
+    """Convert the trained model for the ctranslate2 backend now (int8, the default), so
+    that its first use decodes at once; skipped where ctranslate2 is not installed."""
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return
+    from openended.lm.conversion import converted_model
+
+    converted_model(model_dir, "int8", progress=progress)
