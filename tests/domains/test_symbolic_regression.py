@@ -14,23 +14,43 @@ def make(**options: object) -> SymbolicRegressionDomain:
     return SymbolicRegressionDomain(SymbolicRegressionConfig(**options))  # type: ignore[arg-type]
 
 
-async def test_fitness_is_negative_normalised_mse() -> None:
-    domain = make(noise=0.0)
-    exact, mean, zero_division = await domain.evaluate(
-        ["0.5*m*(v**2 + u**2 + w**2)", str(float(np.mean(domain.data.target))), "m/(v-v)"]
+async def test_fitness_is_negative_normalised_mse_on_the_validation_split() -> None:
+    domain = make(noise=0.0, fit_constants=False, linear_scaling=False)
+    mean = float(np.mean(domain.validation.target))
+    exact, constant, zero_division = await domain.evaluate(
+        ["0.5*m*(v**2 + u**2 + w**2)", str(mean), "m/(v-v)"]
     )
     assert exact.fitness == pytest.approx(0.0, abs=1e-12)
-    assert mean.fitness == pytest.approx(-1.0, abs=1e-9)
+    assert constant.fitness == pytest.approx(-1.0, abs=1e-9)
     assert zero_division.fitness is None
     assert "non-finite" in (zero_division.feedback or "")
 
 
 async def test_descriptors_and_floor() -> None:
-    domain = make(fitness_floor=-5.0)
+    domain = make(fitness_floor=-5.0, fit_constants=False, linear_scaling=False)
     (evaluation,) = await domain.evaluate(["m**8 * sin(v)"])
     assert evaluation.fitness == -5.0
     assert evaluation.descriptors == (6.0, 3.0)  # nodes; operators *, **, sin
     assert evaluation.metrics["nmse"] > 5
+
+
+async def test_linear_scaling_makes_a_formula_right_up_to_scale_right() -> None:
+    domain = make(noise=0.0, fit_constants=False)
+    (scaled,) = await domain.evaluate(["m*(v**2 + u**2 + w**2)"])
+    assert scaled.fitness == pytest.approx(0.0, abs=1e-12)
+    assert scaled.genome == "0.5 * (m * (v ** 2 + u ** 2 + w ** 2))"  # the fitted formula
+    assert scaled.details["scale"] == pytest.approx([0.0, 0.5], abs=1e-9)
+
+
+async def test_free_constants_are_fitted_and_stored() -> None:
+    domain = make(noise=0.0, linear_scaling=False)
+    (fitted,) = await domain.evaluate(["c0*m*(v**2 + u**2 + w**2) + c1"])
+    assert fitted.fitness == pytest.approx(0.0, abs=1e-10)
+    assert fitted.details["constants"] == pytest.approx({"c0": 0.5, "c1": 0.0}, abs=1e-6)
+    assert "c0" not in fitted.genome and "0.5" in fitted.genome
+    off = make(noise=0.0, fit_constants=False)
+    (refused,) = await off.evaluate(["c0*m"])
+    assert refused.fitness is None and "c0: free constants need fit_constants" in refused.feedback
 
 
 async def test_unknown_name_is_invalid_with_feedback() -> None:

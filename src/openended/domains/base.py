@@ -35,6 +35,14 @@ class Evaluation:
     descriptors: tuple[float, ...] = ()
     metrics: Mapping[str, float] = field(default_factory=dict)
     feedback: str | None = None
+    genome: str | None = None
+    """The genome this evaluation is for, when the domain changed what was proposed (a
+    formula with its constants fitted, a program with its literals tuned): the archive and
+    the store keep this one, and the proposed one as `CandidateRecord.proposed`."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """JSON values beyond the metrics, stored with the candidate (fitted constants, ...)."""
+    evaluations: int = 1
+    """Evaluator calls this evaluation took (a refine stage's are counted by the budget)."""
 
     @property
     def valid(self) -> bool:

@@ -321,6 +321,11 @@ class Search:
 
     def _apply(self, record: CandidateRecord, evaluation: Evaluation) -> None:
         record.metrics = dict(evaluation.metrics)
+        record.details = dict(evaluation.details)
+        if evaluation.evaluations > 1:
+            record.details["evaluations"] = evaluation.evaluations
+        if evaluation.genome is not None and evaluation.genome != record.genome:
+            record.proposed, record.genome = record.genome, evaluation.genome
         if evaluation.valid:
             record.status = "valid"
             record.fitness = float(evaluation.fitness)  # type: ignore[arg-type]
@@ -345,7 +350,11 @@ class Search:
         self._insert(batch.index, batch.records)
         usage = self.usage
         children = [r for r in batch.records if r.operator != SEED_OPERATOR]
-        usage.evaluations += sum(r.status in ("valid", "invalid") for r in batch.records)
+        usage.evaluations += sum(
+            int(r.details.get("evaluations", 1))
+            for r in batch.records
+            if r.status in ("valid", "invalid")
+        )  # a refine stage's extra evaluator calls count too
         usage.candidates += len(batch.records)
         usage.valid += sum(r.status == "valid" for r in batch.records)
         usage.children += len(children)

@@ -21,7 +21,7 @@ from typing import Any
 from openended.errors import UserError
 from openended.sqlite import connect_immutable, connect_wal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS candidates (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     lm_faults TEXT,
     island INTEGER,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    proposed TEXT,
+    details TEXT
 );
 CREATE INDEX IF NOT EXISTS candidates_batch ON candidates (batch);
 CREATE TABLE IF NOT EXISTS batches (
@@ -91,6 +93,11 @@ class CandidateRecord:
     lm_faults: tuple[str, ...] = ()
     island: int | None = None
     id: int | None = None
+    proposed: str | None = None
+    """What the model proposed, when the domain stored another genome (fitted constants,
+    tuned literals)."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """What the domain reports beyond numbers (fitted constants, evaluations spent)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -165,9 +172,21 @@ class RunStore:
             if create:
                 _create_atomically(self.path)
             self.db = connect_immutable(self.path) if read_only else connect_wal(self.path)
+            if not create and not read_only:
+                self._migrate()
         except sqlite3.Error as exc:
             raise self._failed(exc, "open") from None
         self._batches_since_checkpoint = 0
+
+    def _migrate(self) -> None:
+        """Bring an older store to `SCHEMA_VERSION` (one transaction per step)."""
+        version = self.get_meta("schema_version")
+        while version in MIGRATIONS:
+            with self._transaction():
+                for statement in MIGRATIONS[version]:
+                    self.db.execute(statement)
+                version += 1
+                self.set_meta("schema_version", version)
 
     def close(self) -> None:
         if self._wrote:  # a writer folds its log into run.sqlite (readers leave it be)
@@ -256,6 +275,8 @@ class RunStore:
                 json.dumps(list(c.lm_faults)) if c.lm_faults else None,
                 c.island,
                 now,
+                c.proposed,
+                json.dumps(dict(c.details), default=_json_default) if c.details else None,
             )
             for c in candidates
         ]
@@ -283,8 +304,8 @@ class RunStore:
             self.db.executemany(
                 "INSERT INTO candidates (id, batch, operator, parents, genome, completion, prompt,"
                 " status, error, fitness, descriptors, metrics, added, t_generate, t_evaluate,"
-                " prompt_tokens, completion_tokens, lm_faults, island, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prompt_tokens, completion_tokens, lm_faults, island, created_at, proposed,"
+                " details) VALUES (" + ", ".join("?" * 22) + ")",
                 rows,
             )
             m = metrics
@@ -336,6 +357,7 @@ class RunStore:
 
     @staticmethod
     def _record(row: sqlite3.Row) -> CandidateRecord:
+        columns = set(row.keys())  # (a Row's `in` looks at values; schema 1 lacks the last two)
         return CandidateRecord(
             id=row["id"],
             batch=row["batch"],
@@ -356,6 +378,8 @@ class RunStore:
             completion_tokens=row["completion_tokens"],
             lm_faults=tuple(json.loads(row["lm_faults"])) if row["lm_faults"] else (),
             island=row["island"],
+            proposed=row["proposed"] if "proposed" in columns else None,
+            details=json.loads(row["details"]) if "details" in columns and row["details"] else {},
         )
 
     def candidate(self, candidate_id: int) -> CandidateRecord | None:
@@ -389,6 +413,13 @@ class RunStore:
 
 
 REQUIRED_TABLES = {"meta", "candidates", "batches"}
+MIGRATIONS = {
+    1: (
+        "ALTER TABLE candidates ADD COLUMN proposed TEXT",
+        "ALTER TABLE candidates ADD COLUMN details TEXT",
+    ),
+}
+"""From an older schema version: the statements that bring it to the next one."""
 
 
 def check_store(path: Path, *, read_only: bool = False) -> None:
@@ -419,9 +450,10 @@ def check_store(path: Path, *, read_only: bool = False) -> None:
             f"{path} is not a readable SQLite database ({exc}); restore it from a copy"
         ) from None
     version = json.loads(row[0]) if row else None
-    if version != SCHEMA_VERSION:
+    if version not in MIGRATIONS and version != SCHEMA_VERSION:
         raise StoreError(
-            f"{path} has store schema version {version}, this openended reads {SCHEMA_VERSION}"
+            f"{path} has store schema version {version}, this openended reads "
+            f"{', '.join(map(str, [*MIGRATIONS, SCHEMA_VERSION]))}"
         )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from openended.domains.symbolic_regression.expression import (
     parse_expression,
 )
 from openended.domains.symbolic_regression.feynman import EQUATIONS
+from openended.domains.symbolic_regression.fitting import PARAMETER, FitError, Split, fit
 
 
 class SymbolicRegressionConfig(BaseModel):
@@ -39,6 +41,18 @@ class SymbolicRegressionConfig(BaseModel):
     size_bins: int = Field(13, ge=1)
     operator_bins: int = Field(8, ge=1)
     fitness_floor: float = Field(-10.0, lt=0, description="fitness never goes below this")
+    fit_constants: bool = Field(
+        True,
+        description="fit every numeric constant and free parameter c0, c1, ... of a formula "
+        "to the training split (off: score formulas as written)",
+    )
+    linear_scaling: bool = Field(
+        True, description="fit y = a + b * formula in closed form (Keijzer 2003)"
+    )
+    validation_share: float = Field(
+        0.25, gt=0, lt=1, description="data held out to score fitted formulas"
+    )
+    fit_restarts: int = Field(3, ge=0, description="random restarts of the constant fit")
 
 
 class SymbolicRegressionDomain:
@@ -65,7 +79,7 @@ class SymbolicRegressionDomain:
                 config.target, points=config.points, noise=config.noise, seed=config.data_seed
             )
             self._description = EQUATIONS[config.target].description
-        self._variance = float(np.var(self.data.target))
+        self.train, self.validation = _split(self.data, config.validation_share, config.data_seed)
         self.fitness_floor = config.fitness_floor
         self.axes = (
             Axis("size", 1, config.max_size + 1, config.size_bins, "AST nodes in the expression"),
@@ -87,6 +101,7 @@ class SymbolicRegressionDomain:
             "target": self.data.target_name,
             "variables": ", ".join(self.data.variables),
             "description": self._description,
+            "fitted": self.config.fit_constants,
         }
 
     def seeds(self) -> Sequence[str]:
@@ -106,26 +121,63 @@ class SymbolicRegressionDomain:
             return None
 
     def evaluate_one(self, genome: str) -> Evaluation:
+        """Fitness: minus the normalised MSE on the validation split, of the formula with
+        its constants fitted on the training split (when `fit_constants`; the fitted
+        formula becomes the genome), else as written (with linear scaling if on)."""
+        names = list(self.data.variables)
         try:
-            expression = CompiledExpression(genome, self.data.variables)
+            expression = CompiledExpression(genome, [*names, *_free_parameters(genome)])
         except ExpressionError as exc:
             return Evaluation.invalid(str(exc))
         except RecursionError:
             return Evaluation.invalid("expression nested too deeply")
-        prediction = expression(self.data.inputs, self.data.size)
-        if not np.all(np.isfinite(prediction)):
+        if expression.free and not self.config.fit_constants:
             return Evaluation.invalid(
-                "gives non-finite values on the data (division by zero, log of a negative, "
-                "or overflow)",
-                size=expression.size,
+                f"{', '.join(sorted(expression.free))}: free constants need fit_constants = true"
             )
-        nmse = float(np.mean((prediction - self.data.target) ** 2) / self._variance)
-        fitness = max(-nmse, self.fitness_floor)
+        shape = {"size": expression.size, "operators": len(expression.operators)}
+        try:
+            fitted = fit(
+                genome,
+                names,
+                self.train,
+                self.validation,
+                linear_scaling=self.config.linear_scaling,
+                fit_constants=self.config.fit_constants,
+                restarts=self.config.fit_restarts,
+                seed=_stable_seed(genome),
+            )
+        except FitError as exc:
+            return Evaluation.invalid(str(exc), **shape)
+        except (RecursionError, OverflowError, MemoryError):
+            return Evaluation.invalid("constant fitting failed (the formula is too large)")
+        nmse = fitted.nmse_validation
         return Evaluation(
-            fitness=fitness,
+            fitness=max(-nmse, self.fitness_floor),
             descriptors=(float(expression.size), float(len(expression.operators))),
-            metrics={"nmse": nmse, "size": expression.size, "operators": len(expression.operators)},
+            metrics={"nmse": nmse, "nmse_train": fitted.nmse_train, **shape},
+            genome=fitted.formula if fitted.formula != genome else None,
+            details={"constants": fitted.constants, "scale": list(fitted.scale)},
         )
 
     async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
         return await asyncio.to_thread(lambda: [self.evaluate_one(g) for g in genomes])
+
+
+def _split(data: regression_data.RegressionData, share: float, seed: int) -> tuple[Split, Split]:
+    """A training and a validation split of the data (a seeded permutation)."""
+    order = np.random.default_rng([seed, 7]).permutation(data.size)
+    held = max(1, round(share * data.size))
+    parts = []
+    for index in (order[held:], order[:held]):
+        inputs = {name: values[index] for name, values in data.inputs.items()}
+        parts.append(Split(inputs, data.target[index]))
+    return parts[0], parts[1]
+
+
+def _free_parameters(genome: str) -> list[str]:
+    return sorted(set(PARAMETER.findall(genome)))
+
+
+def _stable_seed(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")

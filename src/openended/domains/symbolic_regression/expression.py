@@ -131,6 +131,8 @@ class CompiledExpression:
         self.operators: set[str] = set()
         self.names: set[str] = set()
         self._check(self.tree)
+        self.free = {n for n in self.names if re.fullmatch(r"c\d+", n)}
+        """The free parameters (c0, c1, ...) the formula uses."""
 
     def _check(self, node: ast.AST) -> None:
         self.size += 1

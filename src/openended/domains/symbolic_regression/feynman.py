@@ -56,5 +56,53 @@ EQUATIONS: dict[str, FeynmanEquation] = {
             "P/(4*pi*r**2)",
             {"P": (1, 5), "r": (1, 5)},
         ),
+        FeynmanEquation(
+            "I.12.1",
+            "friction force with coefficient mu and normal force Nn",
+            "mu*Nn",
+            {"mu": (1, 5), "Nn": (1, 5)},
+        ),
+        FeynmanEquation(
+            "I.14.3",
+            "potential energy of a mass m at height z with gravity g",
+            "m*g*z",
+            {"m": (1, 5), "g": (1, 5), "z": (1, 5)},
+        ),
+        FeynmanEquation(
+            "I.25.13",
+            "voltage across a capacitor C holding charge q",
+            "q/C",
+            {"q": (1, 5), "C": (1, 5)},
+        ),
+        FeynmanEquation(
+            "I.34.27",
+            "energy of a photon of angular frequency omega (Planck constant h)",
+            "h/(2*pi)*omega",
+            {"omega": (1, 5), "h": (1, 5)},
+        ),
+        FeynmanEquation(
+            "I.39.1",
+            "energy of an ideal gas at pressure pr in volume V",
+            "3/2*pr*V",
+            {"pr": (1, 5), "V": (1, 5)},
+        ),
+        FeynmanEquation(
+            "II.27.16",
+            "energy flux of an electric field Ef (speed c, permittivity epsilon)",
+            "epsilon*c*Ef**2",
+            {"epsilon": (1, 5), "c": (1, 5), "Ef": (1, 5)},
+        ),
+        FeynmanEquation(
+            "I.18.12",
+            "torque of a force F at distance r and angle theta",
+            "r*F*sin(theta)",
+            {"r": (1, 5), "F": (1, 5), "theta": (0, 5)},
+        ),
+        FeynmanEquation(
+            "I.27.6",
+            "focal length of lenses at distances d1, d2 with index n",
+            "1/(1/d1 + n/d2)",
+            {"d1": (1, 5), "d2": (1, 5), "n": (1, 5)},
+        ),
     ]
 }
