@@ -165,7 +165,9 @@ def test_other_budgets(small_config, scripted_lm, budget: dict, reason: str) -> 
     else:
         assert usage["tokens"] >= 200
         with RunStore(result.run_dir) as store:
-            per_batch = [row[0] for row in store.db.execute("SELECT tokens FROM batches ORDER BY batch")]
+            per_batch = [
+                row[0] for row in store.db.execute("SELECT tokens FROM batches ORDER BY batch")
+            ]
         assert sum(per_batch) == usage["tokens"]
         assert sum(per_batch[:-1]) < 200  # stops at the first batch that reaches the limit
 
