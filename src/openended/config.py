@@ -163,6 +163,12 @@ class SearchConfig(_Strict):
         description="stop after this many batches in a row whose every LM request "
         "failed (the run can be resumed later); 0: never stop",
     )
+    max_fruitless_batches: int = Field(
+        50,
+        ge=0,
+        description="stop after this many batches in a row of which no child could be "
+        "evaluated (all unparsable, duplicates or failed requests); 0: never stop",
+    )
 
 
 class BudgetConfig(_Strict):

@@ -84,6 +84,8 @@ class Domain(Protocol):
     #   ``stop`` for this domain's genomes (the config's values still win);
     # - ``use_language_model(lm)``: called with the run's model before the search starts,
     #   for domains whose evaluation asks the model (e.g. a solver's success rate);
+    # - ``max_evaluations_per_child: int``: the most evaluator calls one child may take
+    #   (a refine stage's), so that budgets plan batches (default 1);
     # - ``close()``: release resources (sandboxes) at the end of a run.
 
     @property

@@ -36,9 +36,13 @@ class Budget:
         pending_tokens: int,
         pending_calls: int,
         elapsed: float,
+        evaluations_per_child: int = 1,
     ) -> tuple[int, str | None]:
         """How many children the next batch may have (0: none), and if 0, which budget
-        is spent. `pending_*` count work already started but not yet committed."""
+        is spent. `pending_*` count work already started but not yet committed.
+        `evaluations_per_child` is the most evaluator calls one child may take (a refine
+        stage's); the last batch is sized so that the evaluation budget is exceeded by less
+        than one child's share."""
         c = self.config
         if c.max_seconds and elapsed >= c.max_seconds:
             return 0, f"wall time ({c.max_seconds:g} s)"
@@ -48,7 +52,10 @@ class Budget:
             return 0, f"tokens ({c.max_tokens})"
         size = wanted
         if c.max_evaluations:
-            size = min(size, c.max_evaluations - usage.evaluations - pending_evaluations)
+            left = c.max_evaluations - usage.evaluations - pending_evaluations
+            if left <= 0:
+                return 0, f"evaluations ({c.max_evaluations})"
+            size = min(size, -(-left // max(1, evaluations_per_child)))
             if size <= 0:
                 return 0, f"evaluations ({c.max_evaluations})"
         return size, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -443,7 +444,8 @@ class Search:
         async def produce() -> None:
             nonlocal stopped_by
             index = first_index
-            failed_batches = 0
+            failed_batches = fruitless_batches = 0
+            per_child = int(getattr(self.domain, "max_evaluations_per_child", 1))
             try:
                 while True:
                     await self._wait(lambda i=index: self._inserted >= i - 2)
@@ -457,6 +459,7 @@ class Search:
                             pending_tokens=sum(in_flight_tokens.values()),
                             pending_calls=len(in_flight),
                             elapsed=self.elapsed(),
+                            evaluations_per_child=per_child,
                         )
                         if size > 0 or not in_flight or reason is None:
                             break
@@ -473,7 +476,7 @@ class Search:
                     in_flight[index] = size
                     self.in_flight = sorted(in_flight)
                     batch = await self._generate(index, size)
-                    in_flight[index] = sum(r.status == "invalid" for r in batch.records)
+                    in_flight[index] = per_child * sum(r.status == "invalid" for r in batch.records)
                     in_flight_tokens[index] = batch.tokens
                     await queue.put(batch)
                     index += 1
@@ -488,6 +491,19 @@ class Search:
                             return
                     else:
                         failed_batches = 0
+                    if any(r.status == "invalid" for r in batch.records):  # to be evaluated
+                        fruitless_batches = 0
+                    else:
+                        fruitless_batches += 1
+                        limit = self.config.search.max_fruitless_batches
+                        if limit and fruitless_batches >= limit:
+                            statuses = Counter(r.status for r in batch.records)
+                            stopped_by = (
+                                f"no child of {limit} batches in a row could be evaluated "
+                                f"(last batch: {_counts(statuses)}; last error: "
+                                f"{batch.records[-1].error})"
+                            )
+                            return
             finally:
                 self._release = 1 << 62
                 await self._notify()
@@ -546,3 +562,7 @@ def _record_sandbox(store: RunStore, info: Mapping[str, Any]) -> None:
     entry = {**info, "from_batch": (store.last_batch() or -1) + 1}
     if not sessions or {k: v for k, v in sessions[-1].items() if k != "from_batch"} != dict(info):
         store.set_meta("sandbox", [*sessions, entry])
+
+
+def _counts(statuses: Counter[str]) -> str:
+    return ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in statuses.most_common())

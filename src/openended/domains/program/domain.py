@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 import hashlib
 import re
 import textwrap
@@ -16,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openended.domains.base import Axis, Evaluation
 from openended.domains.program.evaluator import ProgramEvaluator, StageOutcome
+from openended.domains.program.refine import (
+    RefineSettings,
+    float_literals,
+    substitute,
+    tune,
+)
 from openended.domains.program.region import Region, RegionError, find_region
 from openended.errors import UserError
 from openended.sandbox import Limits
@@ -68,6 +75,9 @@ class ProgramConfig(BaseModel):
     descriptors: list[DescriptorSpec] | None = Field(None, description="default: length, branches")
     fitness_floor: float | None = Field(None, description="QD offset (default: from the initial)")
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    refine: RefineSettings | None = Field(
+        None, description="tune the float literals of valid children ([domain.refine])"
+    )
 
 
 class DomainError(UserError, ValueError):
@@ -161,6 +171,12 @@ class ProgramDomain:
         if self.region.function is None:  # no named function: no FunSearch crossover
             self.default_operator_weights = {"diff": 0.8, "rewrite": 0.2}
 
+    @property
+    def max_evaluations_per_child(self) -> int:
+        """Evaluator calls one child may take: its evaluation and its refine budget."""
+        refine = self.config.refine
+        return 1 + refine.evaluations if refine is not None and refine.enabled else 1
+
     # -- the contract -----------------------------------------------------------------------
 
     @property
@@ -220,7 +236,77 @@ class ProgramDomain:
         return normalised_ast(genome) or hashlib.sha1(" ".join(genome.split()).encode()).hexdigest()
 
     async def _evaluate_one(self, genome: str) -> Evaluation:
-        return (await self._scored(genome))[0]
+        evaluation, _ = await self._scored(genome)
+        refine = self.config.refine
+        if refine is None or not refine.enabled or not evaluation.valid:
+            return evaluation
+        return await self._refined(genome, evaluation, refine)
+
+    async def _refined(
+        self, genome: str, evaluation: Evaluation, settings: RefineSettings
+    ) -> Evaluation:
+        """The child with its float literals tuned (see `openended.domains.program.refine`),
+        or the child as proposed when tuning found nothing better; either way with the
+        evaluator calls spent counted and the gain recorded."""
+        program = self.region.assemble(genome)
+        begin = len(self.region.prefix)
+        literals = float_literals(program, begin, len(program) - len(self.region.suffix))
+        literals = literals[: settings.max_literals]
+        if not literals:
+            return evaluation
+        stage = self.evaluator.stages[0]
+        cascade = stage != "evaluate" or len(self.evaluator.stages) > 1
+        start_score = float(evaluation.metrics.get("score", evaluation.fitness))  # type: ignore[arg-type]
+        outcomes: dict[tuple[float, ...], StageOutcome] = {}
+
+        async def objective(values: tuple[float, ...]) -> float | None:
+            outcome = await self.evaluator.run_stage(substitute(program, literals, values), stage)
+            outcomes[values] = outcome
+            return outcome.score
+
+        result = await tune(
+            [literal.value for literal in literals],
+            objective,
+            start_score=start_score if not cascade else float("inf"),
+            start_objective=None if cascade else start_score,
+            settings=settings,
+            budget=settings.evaluations - 1 if cascade else settings.evaluations,
+            key=hashlib.sha256(genome.encode()).hexdigest(),
+        )
+        spent = len(result.trials)
+        tuned: Evaluation | None = None
+        if cascade:  # the best by the cheap stage, evaluated in full
+            scored = [t for t in result.trials if t.score is not None]
+            best = max(scored, key=lambda t: t.score, default=None)  # type: ignore[arg-type, return-value]
+            if best is not None:
+                text = substitute(program, literals, best.values)
+                outcome = await self.evaluator.run(text)
+                spent += 1
+                if outcome.score is not None and outcome.score > start_score:
+                    tuned = self._evaluation(self._genome_of(text), outcome)
+        elif result.best is not None:
+            text = substitute(program, literals, result.best.values)
+            tuned = self._evaluation(self._genome_of(text), outcomes[result.best.values])
+        gain = 0.0
+        if tuned is not None and tuned.valid:
+            gain = float(tuned.metrics.get("score", tuned.fitness)) - start_score  # type: ignore[arg-type]
+        details = {
+            **evaluation.details,
+            "refine": {
+                "method": settings.method,
+                "literals": len(literals),
+                "evaluations": spent,
+                "gain": gain,
+            },
+        }
+        if tuned is None or not tuned.valid or gain <= 0:
+            return dataclasses.replace(evaluation, details=details, evaluations=1 + spent)
+        return dataclasses.replace(
+            tuned, genome=self._genome_of(text), details=details, evaluations=1 + spent
+        )
+
+    def _genome_of(self, program: str) -> str:
+        return program[len(self.region.prefix) : len(program) - len(self.region.suffix)]
 
     async def _scored(self, genome: str) -> tuple[Evaluation, StageOutcome]:
         """The genome's evaluation and the evaluator's raw outcome."""

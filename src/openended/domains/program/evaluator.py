@@ -139,24 +139,39 @@ class ProgramEvaluator:
                 kept.append(line)
         return "\n".join(kept)
 
+    async def _call(self, program_text: str, stage: str) -> tuple[StageOutcome | None, dict]:
+        """Run one stage: a failed outcome, or None and the stage's checked dict."""
+        result = await self.sandbox.run(self.program, "__openended_run", [program_text, stage])
+        if result.error is not None:
+            return StageOutcome(
+                None,
+                {},
+                f"{stage}: {result.error}",
+                stage,
+                self._evaluator_traceback(result.error.traceback),
+            ), {}
+        value = result.value
+        problem = _check(value)
+        if problem:
+            return StageOutcome(None, {}, f"{stage}: {problem}", stage), {}
+        assert isinstance(value, dict)
+        return None, value
+
+    async def run_stage(self, program_text: str, stage: str) -> StageOutcome:
+        """One stage alone, its score whatever the stage's threshold (a refine objective)."""
+        failed, value = await self._call(program_text, stage)
+        if failed is not None:
+            return failed
+        metrics = {k: float(v) for k, v in value.items() if _is_number(v)}
+        return StageOutcome(float(value["score"]), metrics, None, stage)
+
     async def run(self, program_text: str) -> StageOutcome:
         metrics: dict[str, float] = {}
         score: float | None = None
         for index, stage in enumerate(self.stages):
-            result = await self.sandbox.run(self.program, "__openended_run", [program_text, stage])
-            if result.error is not None:
-                return StageOutcome(
-                    None,
-                    metrics,
-                    f"{stage}: {result.error}",
-                    stage,
-                    self._evaluator_traceback(result.error.traceback),
-                )
-            value = result.value
-            problem = _check(value)
-            if problem:
-                return StageOutcome(None, metrics, f"{stage}: {problem}", stage)
-            assert isinstance(value, dict)
+            failed, value = await self._call(program_text, stage)
+            if failed is not None:
+                return StageOutcome(None, metrics, failed.error, stage, failed.traceback)
             score = float(value["score"])
             metrics.update({k: float(v) for k, v in value.items() if _is_number(v)})
             if stage != "evaluate" and stage != self.stages[-1]:

@@ -1,0 +1,223 @@
+"""Tune the float literals of an evolved program with a small, counted budget of evaluator
+calls: the language model proposes the structure, a numeric optimiser fits the numbers.
+
+This is the program-evolution counterpart of fitting an equation skeleton's parameters
+(LLM-SR, Shojaee et al. 2024, arXiv 2404.18400); FunSearch (Romera-Paredes et al. 2024) and
+AlphaEvolve (Novikov et al. 2025) report that evolved heuristics are sensitive to their
+constants. The optimisers are Nelder–Mead (Nelder & Mead 1965, from scipy) and CMA-ES
+(Hansen 2016, arXiv 1604.00772, the `cma` package).
+
+The objective is the score of the evaluator's cheapest stage (``evaluate_stage1`` when the
+evaluator has a cascade, else ``evaluate``). Every call counts against the budget, which is
+never exceeded; a candidate program that fails for some constants scores worst and the
+search goes on. When tuning used a cheaper stage than ``evaluate``, the best tuned program is
+evaluated in full (one more call from the same budget) and replaces the child only if its
+full score is higher: the program stored is always one that was evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RefineSettings(BaseModel):
+    """Options of the ``[domain.refine]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="tune the float literals of every valid child")
+    evaluations: int = Field(
+        12, ge=2, description="evaluator calls per child for tuning (counted by the budget)"
+    )
+    method: Literal["nelder-mead", "cma"] = Field("nelder-mead", description="the optimiser")
+    max_literals: int = Field(8, ge=1, description="tune at most this many literals (the first)")
+    step: float = Field(
+        0.25, gt=0, description="first step, relative to each literal (absolute for 0.0)"
+    )
+    seed: int = Field(0, description="seed of CMA-ES (mixed with the program's hash)")
+
+
+@dataclass(frozen=True)
+class FloatLiteral:
+    """A float constant at `start:end` (character offsets) in a program's text."""
+
+    start: int
+    end: int
+    value: float
+
+
+def float_literals(program: str, begin: int, end: int) -> list[FloatLiteral]:
+    """The finite float literals of `program` whose text lies within `begin:end`."""
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return []
+    line_starts = [0]
+    for line in program.splitlines(keepends=True):
+        line_starts.append(line_starts[-1] + len(line))
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and type(node.value) is float):
+            continue
+        if not math.isfinite(node.value) or node.end_lineno is None:
+            continue
+        start = _offset(program, line_starts, node.lineno, node.col_offset)
+        stop = _offset(program, line_starts, node.end_lineno, node.end_col_offset or 0)
+        if begin <= start and stop <= end:
+            found.append(FloatLiteral(start, stop, node.value))
+    return sorted(found, key=lambda literal: literal.start)
+
+
+def _offset(program: str, line_starts: list[int], line: int, utf8_column: int) -> int:
+    """A character offset from ast's (line, UTF-8 byte column)."""
+    start = line_starts[line - 1]
+    text = program[start : line_starts[line] if line < len(line_starts) else len(program)]
+    return start + len(text.encode()[:utf8_column].decode(errors="ignore"))
+
+
+def substitute(program: str, literals: Sequence[FloatLiteral], values: Sequence[float]) -> str:
+    """`program` with each literal replaced by its new value, rounded to 6 significant
+    digits (negative ones in brackets)."""
+    out, position = [], 0
+    for literal, value in zip(literals, values, strict=True):
+        text = repr(float(f"{value:.6g}"))  # what the tuned program shows: 6 digits
+        out += [program[position : literal.start], f"({text})" if value < 0 else text]
+        position = literal.end
+    return "".join(out) + program[position:]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated setting of the literals."""
+
+    values: tuple[float, ...]
+    score: float | None
+
+
+class BudgetSpent(Exception):
+    """Raised inside the optimiser when the evaluation budget is used up."""
+
+
+@dataclass
+class RefineResult:
+    """The best setting found (None when no trial beat the starting point)."""
+
+    best: Trial | None
+    trials: list[Trial]
+
+
+Objective = Callable[[tuple[float, ...]], Awaitable[float | None]]
+
+
+async def tune(
+    start: Sequence[float],
+    objective: Objective,
+    *,
+    start_score: float,
+    start_objective: float | None = None,
+    settings: RefineSettings,
+    budget: int,
+    key: str,
+) -> RefineResult:
+    """Maximise `objective` over the literal values from `start` in at most `budget` calls.
+
+    The search runs in normalised coordinates ``x = start + scale * z`` (scale = |start|,
+    or 1 for zeros), so that one step size suits literals of any magnitude. A trial counts
+    as better only when it beats `start_score`; `start_objective`, when known (the
+    objective is the full score), spares the call at the start.
+    """
+    x0 = np.asarray(start, dtype=float)
+    scale = np.where(x0 != 0, np.abs(x0), 1.0)
+    trials: list[Trial] = []
+
+    async def score_of(z: np.ndarray) -> float | None:
+        if start_objective is not None and not z.any():
+            return start_objective  # the child as evaluated: known, free
+        if len(trials) >= budget:
+            raise BudgetSpent
+        values = tuple(float(v) for v in x0 + scale * z)
+        index = len(trials)
+        trials.append(Trial(values, None))
+        score = await objective(values)
+        trials[index] = Trial(values, score)
+        return score
+
+    try:
+        if settings.method == "cma":
+            await _cma(score_of, len(x0), settings, budget, key)
+        else:
+            await _nelder_mead(score_of, len(x0), settings)
+    except BudgetSpent:
+        pass
+    scored = [t for t in trials if t.score is not None and math.isfinite(t.score)]
+    best = max(scored, key=lambda t: t.score, default=None)  # type: ignore[arg-type, return-value]
+    if best is not None and best.score <= start_score:  # type: ignore[operator]
+        best = None
+    return RefineResult(best, trials)
+
+
+async def _nelder_mead(
+    score_of: Callable[[np.ndarray], Awaitable[float | None]],
+    dimensions: int,
+    settings: RefineSettings,
+) -> None:
+    """scipy's Nelder–Mead, run in a thread; each function value is awaited on this loop."""
+    from scipy.optimize import minimize
+
+    loop = asyncio.get_running_loop()
+    worst = [0.0]
+
+    def loss(z: np.ndarray) -> float:
+        score = asyncio.run_coroutine_threadsafe(score_of(np.array(z)), loop).result()
+        if score is None or not math.isfinite(score):
+            return worst[0] + 1.0  # worse than anything seen: the simplex moves away
+        worst[0] = max(worst[0], -score)
+        return -score
+
+    simplex = np.vstack([np.zeros(dimensions), settings.step * np.eye(dimensions)])
+    await asyncio.to_thread(
+        minimize,
+        loss,
+        np.zeros(dimensions),
+        method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-9},
+    )
+
+
+async def _cma(
+    score_of: Callable[[np.ndarray], Awaitable[float | None]],
+    dimensions: int,
+    settings: RefineSettings,
+    budget: int,
+    key: str,
+) -> None:
+    """CMA-ES with ask/tell: each generation is evaluated in parallel."""
+    import cma
+
+    seed = int.from_bytes(hashlib.sha256(f"{settings.seed}:{key}".encode()).digest()[:4], "big")
+    strategy = cma.CMAEvolutionStrategy(
+        np.zeros(dimensions),
+        settings.step,
+        {"seed": seed or 1, "verbose": -9, "popsize": max(4, min(8, budget // 2))},
+    )
+    spent = 0
+    while spent < budget and not strategy.stop():
+        points = strategy.ask()[: budget - spent]
+        spent += len(points)
+        scores = await asyncio.gather(*(score_of(np.asarray(p)) for p in points))
+        if len(points) < strategy.popsize:
+            break  # the last, partial generation: its trials count, there is nothing to tell
+        finite = [-s for s in scores if s is not None and math.isfinite(s)]
+        penalty = (max(finite) if finite else 0.0) + 1.0
+        strategy.tell(
+            points, [-s if s is not None and math.isfinite(s) else penalty for s in scores]
+        )

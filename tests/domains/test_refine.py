@@ -1,0 +1,240 @@
+"""The refine stage of program evolution: float literals tuned with a counted budget of
+evaluator calls in the real sandbox; a SIGKILL during tuning loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import openended
+from openended.config import load_config
+from openended.domains.program.domain import ProgramConfig, ProgramDomain
+from openended.domains.program.refine import float_literals, substitute
+from openended.lm.scripted import ScriptedLM
+from openended.store import RunStore, StoreError
+
+REPO = Path(__file__).resolve().parents[2]
+
+INITIAL = '''\
+"""Toy task: place a and b."""
+
+SCALE = 2.5
+
+
+# EVOLVE-BLOCK-START
+def params():
+    """Return (a, b)."""
+    return 1, 1
+# EVOLVE-BLOCK-END
+'''
+
+EVALUATOR = '''\
+"""Score: -(a - 1.7)^2 - (b + 0.3)^2; a above 3 makes the evaluator fail."""
+import importlib.util
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location("candidate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def evaluate(path):
+    a, b = _load(path).params()
+    if a > 3:
+        raise ValueError(f"a = {a} is out of range")
+    return {"score": -((a - 1.7) ** 2) - (b + 0.3) ** 2}
+'''
+
+STAGE1 = """
+
+def evaluate_stage1(path):
+    a, b = _load(path).params()
+    if a > 3:
+        raise ValueError(f"a = {a} is out of range")
+    return {"score": -((a - 1.7) ** 2)}
+"""
+
+CHILD = 'def params():\n    """Return (a, b)."""\n    return 2.9 * 1.0, 0.5\n'
+
+
+def test_literals_are_found_in_the_region_only_and_replaced_in_place() -> None:
+    program = "K = 0.5\n\ndef f(x):\n    return -1.5 * x + 2.0 ** x + 3  # 4.5\n"
+    begin = program.index("def")
+    literals = float_literals(program, begin, len(program))
+    assert [lit.value for lit in literals] == [1.5, 2.0]
+    changed = substitute(program, literals, [-0.25, 3.0])
+    assert "return -(-0.25) * x + 3.0 ** x + 3  # 4.5" in changed
+    assert changed.startswith("K = 0.5\n")
+    namespace: dict = {}
+    exec(changed, namespace)
+    assert namespace["f"](1.0) == 0.25 + 3.0 + 3
+
+
+@pytest.fixture
+def domain_for(tmp_path: Path):
+    made: list[ProgramDomain] = []
+
+    def make(refine: dict | None, *, cascade: bool = False) -> ProgramDomain:
+        (tmp_path / "initial.py").write_text(INITIAL)
+        (tmp_path / "evaluator.py").write_text(EVALUATOR + (STAGE1 if cascade else ""))
+        config = ProgramConfig(
+            initial=tmp_path / "initial.py",
+            evaluator=tmp_path / "evaluator.py",
+            workers=2,
+            refine=refine,
+        )
+        made.append(ProgramDomain(config))
+        return made[-1]
+
+    yield make
+    for domain in made:
+        domain.close()
+
+
+def _counting(domain: ProgramDomain) -> list[str]:
+    """Count every evaluator call (each one still runs in the sandbox)."""
+    calls: list[str] = []
+    evaluator = domain.evaluator
+    run_stage, run = evaluator.run_stage, evaluator.run
+
+    async def counted_stage(text: str, stage: str):
+        calls.append(text)
+        return await run_stage(text, stage)
+
+    async def counted_run(text: str):
+        calls.append(text)
+        return await run(text)
+
+    evaluator.run_stage, evaluator.run = counted_stage, counted_run  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("method", ["nelder-mead", "cma"])
+@pytest.mark.parametrize("cascade", [False, True])
+def test_tuning_stays_in_budget_survives_failures_and_stores_what_it_evaluated(
+    domain_for, method: str, cascade: bool
+) -> None:
+    domain = domain_for({"evaluations": 10, "method": method, "step": 0.5}, cascade=cascade)
+    calls = _counting(domain)
+    (evaluation,) = asyncio.run(domain.evaluate([CHILD]))
+    refine = evaluation.details["refine"]
+    # the child's own evaluation and at most the budget of tuning calls, all counted
+    assert len(calls) - 1 == refine["evaluations"] <= 10
+    assert evaluation.evaluations == len(calls)
+    assert evaluation.valid and refine["gain"] > 0  # 2.9 sits near the failing edge (a > 3)
+    start = -((2.9 - 1.7) ** 2) - (0.5 + 0.3) ** 2
+    assert evaluation.metrics["score"] == pytest.approx(start + refine["gain"])
+    tuned = evaluation.genome
+    assert tuned is not None and tuned != CHILD
+    assert domain.region.assemble(tuned) in calls  # the stored program was evaluated
+    plain = domain_for(None, cascade=cascade)
+    (again,) = asyncio.run(plain.evaluate([tuned]))
+    assert again.fitness == evaluation.fitness
+    assert again.descriptors == evaluation.descriptors
+
+
+def test_a_failing_region_is_left_alone_and_no_literals_means_no_tuning(domain_for) -> None:
+    domain = domain_for({"evaluations": 6})
+    calls = _counting(domain)
+    bad = 'def params():\n    """Return (a, b)."""\n    return 3.5, 0.5\n'
+    integers = 'def params():\n    """Return (a, b)."""\n    return 2, 0\n'
+    failed, whole = asyncio.run(domain.evaluate([bad, integers]))
+    assert not failed.valid and "out of range" in (failed.feedback or "")
+    assert whole.valid and whole.genome is None and "refine" not in whole.details
+    assert len(calls) == 2
+
+
+RUNNER = textwrap.dedent(
+    """
+    import sys
+    import openended
+    from openended.lm.scripted import ScriptedLM
+    from tests.domains.test_refine import literal_script
+
+    lm = ScriptedLM(literal_script, latency=0.01)
+    if sys.argv[1] == "run":
+        openended.run(eval(sys.argv[2]), lm=lm)
+    else:
+        openended.resume(sys.argv[2], lm=lm)
+    """
+)
+
+
+def literal_script(request, sample: int) -> str:
+    """Rewrites with different float literals, a function of the request's seed."""
+    seed = (request.seed or 0) * 31 + sample
+    a, b = 0.3 + (seed % 17) / 7, -1.0 + (seed % 11) / 5
+    return f"\n    return {a:.3f}, {b:.3f}\n"
+
+
+def _snapshot(run_dir: Path) -> list[tuple]:
+    with RunStore(run_dir) as store:
+        return [
+            (c.id, c.batch, c.genome, c.proposed, c.status, c.fitness, c.details)
+            for c in store.candidates()
+        ]
+
+
+def _batches(run_dir: Path) -> int:
+    try:
+        with RunStore(run_dir) as store:
+            return store.last_batch() or 0
+    except (StoreError, Exception):
+        return 0
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_during_refine_gives_the_same_run(tmp_path: Path) -> None:
+    (tmp_path / "initial.py").write_text(INITIAL)
+    (tmp_path / "evaluator.py").write_text(EVALUATOR)
+    config = {
+        "runs_dir": str(tmp_path / "runs"),
+        "name": "killed",
+        "search": {"batch_size": 4},
+        "operators": {
+            "rewrite": {"weight": 1.0},
+            "diff": {"weight": 0},
+            "funsearch": {"weight": 0},
+        },
+        "budget": {"max_evaluations": 150, "max_seconds": 0},
+        "domain": {
+            "name": "program",
+            "initial": str(tmp_path / "initial.py"),
+            "evaluator": str(tmp_path / "evaluator.py"),
+            "refine": {"evaluations": 8},
+        },
+    }
+    load_config(config)  # a valid config
+    reference = openended.run({**config, "name": "reference"}, lm=ScriptedLM(literal_script))
+    expected = _snapshot(reference.run_dir)
+    assert any(row[3] is not None for row in expected)  # some children were tuned
+    run_dir = tmp_path / "runs" / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, "run", repr(config)], cwd=REPO, env=env
+    )
+    deadline = time.time() + 120
+    while _batches(run_dir) < 2 and process.poll() is None:
+        assert time.time() < deadline, "search made no progress"
+        time.sleep(0.005)
+    time.sleep(0.05)  # inside the next batch: its children are being tuned
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = _snapshot(run_dir)
+    assert 2 <= len(killed_at) < len(expected)  # killed in the middle of the run
+    assert killed_at == expected[: len(killed_at)]
+    resumed = subprocess.run(
+        [sys.executable, "-c", RUNNER, "resume", str(run_dir)], cwd=REPO, env=env, timeout=300
+    )
+    assert resumed.returncode == 0
+    assert _snapshot(run_dir) == expected
