@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import pytest
 
-from openended.domains.symbolic_regression.fitting import FitError, Split, fit
+from openended.domains.symbolic_regression.fitting import FitError, Split, _written, fit
 
 
 def split(x: np.ndarray, y: np.ndarray, train: int) -> tuple[Split, Split]:
@@ -58,3 +60,15 @@ def test_a_fit_that_gives_non_finite_values_is_a_named_failure() -> None:
     train, validation = split(x, x, 40)
     with pytest.raises(FitError, match="non-finite"):
         fit("log(-(x*x))", ["x"], train, validation)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["k0**2 - k0*x", "-k0 + x", "x + k0", "x - k0 * x / 3", "(x + k0) * (k0 - x)", "-(-k0)"],
+)
+def test_written_formulas_tidy_the_signs_of_negative_constants(source: str) -> None:
+    constants = {"k0": -46.25}
+    written = _written(ast.parse(source, mode="eval"), constants, (0.0, 1.0))
+    assert "--" not in written and "+ -" not in written and "- -" not in written
+    for x in (-1.5, 0.25, 3.0):
+        assert eval(written, {"x": x}) == pytest.approx(eval(source, {"x": x, **constants}))

@@ -200,7 +200,43 @@ def _written(body: ast.AST, constants: Mapping[str, float], scale: tuple[float, 
         filled = f"{_rounded(b)}*({filled})"
     if abs(a) > 1e-12 * max(1.0, abs(b)):
         filled = f"{_rounded(a)} + {filled}" if a > 0 else f"-{_rounded(-a)} + {filled}"
-    return ast.unparse(ast.parse(filled, mode="eval")).replace("+ -", "- ")
+    return ast.unparse(_Signs().visit(ast.parse(filled, mode="eval")))
+
+
+def _without_leading_minus(node: ast.AST) -> ast.AST | None:
+    """``k * x / y`` for ``-k * x / y`` (the minus on the leftmost factor), else None."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Div):
+        left = _without_leading_minus(node.left)
+        return None if left is None else ast.BinOp(left=left, op=node.op, right=node.right)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return node.operand
+    return None
+
+
+class _Signs(ast.NodeTransformer):
+    """Tidy the signs that filling in negative constants leaves: ``--x`` is ``x``,
+    ``a + -x`` is ``a - x``, ``a - -x`` and ``a - -k * x`` are ``a + x`` and ``a + k * x``."""
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        inner = node.operand
+        if (
+            isinstance(node.op, ast.USub)
+            and isinstance(inner, ast.UnaryOp)
+            and isinstance(inner.op, ast.USub)
+        ):
+            return inner.operand
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        right = node.right
+        if isinstance(node.op, ast.Add | ast.Sub):  # a - -k * x / y is a + k * x / y
+            positive = _without_leading_minus(right)
+            if positive is not None:
+                op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+                return ast.BinOp(left=node.left, op=op, right=positive)
+        return node
 
 
 def _constant_factor(body: ast.AST, constants: Mapping[str, float]) -> str | None:
