@@ -163,6 +163,14 @@ class SearchConfig(_Strict):
         description="stop after this many batches in a row whose every LM request "
         "failed (the run can be resumed later); 0: never stop",
     )
+    adapt_operators: bool = Field(
+        True,
+        description="operator weights follow each operator's valid and improving children "
+        "per token (a bandit; the configured weights are the prior)",
+    )
+    operator_floor: float = Field(
+        0.05, ge=0, le=1, description="the least share of draws an adaptive operator keeps"
+    )
     max_fruitless_batches: int = Field(
         50,
         ge=0,

@@ -185,6 +185,14 @@ def test_funsearch_prompt(task: dict) -> None:
         assert parsed.genome.startswith("def value():")
         diff_prompt = ops["diff"].request([ordered[0]], seed=0).prompt
         assert diff_prompt.endswith("<<<<<<< SEARCH") and "score 1" in diff_prompt
+        chosen = ops["rewrite"].select_parents(parents, np.random.default_rng(0))
+        assert len(chosen) == 2 and chosen[0].genome != chosen[1].genome
+        rewrite = ops["rewrite"].request(chosen, seed=0).prompt
+        assert f"# A version already found (score {chosen[1].fitness:g}):" in rewrite
+        assert chosen[1].genome.strip() in rewrite and chosen[0].genome.strip() in rewrite
+        assert "# An improved version, different from the versions above:" in rewrite
+        alone = ops["rewrite"].select_parents(parents[:1], np.random.default_rng(0))
+        assert "already found" not in ops["rewrite"].request(alone, seed=0).prompt
     finally:
         domain.close()
 

@@ -25,6 +25,7 @@ import numpy as np
 from openended.archive.elite import Elite
 from openended.config import Config
 from openended.domains.base import Domain, Evaluation, SandboxedDomain
+from openended.engine.bandit import OperatorBandit
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
 from openended.errors import InfrastructureError, UserError
@@ -136,8 +137,12 @@ class Search:
         )
         self.archive = self.population.archive
         self.operators = build_operators(config, domain)
-        weights = np.array([w for _, w in self.operators], dtype=np.float64)
-        self._weights = weights / weights.sum()
+        self.bandit = OperatorBandit(
+            [op.name for op, _ in self.operators],
+            [w for _, w in self.operators],
+            adapt=config.search.adapt_operators,
+            floor=config.search.operator_floor,
+        )
         self.usage = Usage()
         self._session_start = time.perf_counter()
         self._elapsed_before = 0.0
@@ -182,6 +187,7 @@ class Search:
         for record in store.candidates():
             (replay if record.batch == last and last > 0 else early).append(record)
         self.population.absorb_all(early)
+        self.bandit.observe(early)
         self._inserted = last - 1 if last > 0 else 0
         self._release = last - 1
         if last == 0:
@@ -192,6 +198,7 @@ class Search:
 
     def _insert(self, batch: int, records: Sequence[CandidateRecord]) -> None:
         self.population.absorb(batch, records)
+        self.bandit.observe(records)
 
     # -- the stages -----------------------------------------------------------------------
 
@@ -206,6 +213,7 @@ class Search:
     async def _generate(self, index: int, size: int) -> _Batch:
         """Select parents and prompt the LM for batch `index` of `size` children."""
         rng = np.random.default_rng([self.config.seed, index])
+        weights = self.bandit.weights()  # from batches 0..index-2, as the archive
         population = self.population
         elites = [population.elites(i) for i in range(population.island_count)]
         if not any(elites):
@@ -213,7 +221,7 @@ class Search:
         plans: list[tuple[Operator, list[Elite], int]] = []
         for j in range(size):
             island = population.island_of(j)
-            operator = self.operators[int(rng.choice(len(self.operators), p=self._weights))][0]
+            operator = self.operators[int(rng.choice(len(self.operators), p=weights))][0]
             plans.append((operator, operator.select_parents(elites[island], rng), island))
         requests = [op.request(parents, seed=int(rng.integers(2**62))) for op, parents, _ in plans]
         self._release = index - 1  # batch index-1 may now enter the archive
@@ -384,7 +392,15 @@ class Search:
                 batch.completion_tokens / batch.lm_seconds if batch.lm_seconds > 0 else None
             ),
         )
-        self.store.record_batch(batch.records, metrics, meta={"usage": usage.__dict__})
+        operators = self.bandit.state()
+        self.store.record_batch(
+            batch.records, metrics, meta={"usage": usage.__dict__, "operators": operators}
+        )
+        logger.info(
+            "batch %d operator weights: %s",
+            batch.index,
+            ", ".join(f"{name} {state['weight']:.2f}" for name, state in operators.items()),
+        )
         self.history.append(metrics)
         if self.on_batch is not None:
             self.on_batch(metrics)

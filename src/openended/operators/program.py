@@ -83,10 +83,16 @@ class FullRewrite(Operator):
     default_max_tokens: ClassVar[int] = 384
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        return [elites[int(rng.integers(len(elites)))]]
+        """The parent, and another elite to show as already found (the prompt asks for a
+        version unlike both, so that the model does not write the archive again)."""
+        parent = elites[int(rng.integers(len(elites)))]
+        others = [e for e in elites if e.genome.strip() != parent.genome.strip()]
+        if not others:
+            return [parent]
+        return [parent, others[int(rng.integers(len(others)))]]
 
     def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
-        return {"header": self.domain.region.header}
+        return {"header": self.domain.region.header, "found": list(parents[1:])}
 
     def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
         region = self.domain.region

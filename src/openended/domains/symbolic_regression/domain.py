@@ -107,8 +107,10 @@ class SymbolicRegressionDomain:
     def seeds(self) -> Sequence[str]:
         if self.config.seeds:
             return list(self.config.seeds)
+        # a small generic basis, as GP's first generation would hold: variables, their
+        # squares, a product and the sum (constants and scale are fitted)
         names = list(self.data.variables)
-        seeds = [*names[:3]]
+        seeds = [*names[:3], *(f"{name}**2" for name in names[:3])]
         if len(names) >= 2:
             seeds.append(f"{names[0]}*{names[1]}")
             seeds.append(" + ".join(names))

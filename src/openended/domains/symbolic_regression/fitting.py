@@ -16,6 +16,7 @@ import ast
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -191,16 +192,44 @@ def _written(body: ast.AST, constants: Mapping[str, float], scale: tuple[float, 
             return node
 
     a, b = scale
-    factor = _constant_factor(getattr(body, "body", body), constants)
-    if factor is not None and not math.isclose(b, 1.0, rel_tol=1e-9):
-        constants = {**constants, factor: constants[factor] * b}  # b folded into k * ...
-        b = 1.0
-    filled = ast.unparse(Fill().visit(body))
-    if not math.isclose(b, 1.0, rel_tol=1e-9):
-        filled = f"{_rounded(b)}*({filled})"
-    if abs(a) > 1e-12 * max(1.0, abs(b)):
-        filled = f"{_rounded(a)} + {filled}" if a > 0 else f"-{_rounded(-a)} + {filled}"
+    constants = dict(constants)
+    uses = Counter(n.id for n in ast.walk(body) if isinstance(n, ast.Name))
+    folded: list[tuple[int, ast.AST]] = []  # terms with b folded into their constant
+    rest: list[tuple[int, ast.AST]] = []  # terms that keep b
+    for sign, term in _terms(getattr(body, "body", body)):
+        if isinstance(term, ast.Name) and term.id in constants and uses[term.id] == 1:
+            a += sign * b * constants[term.id]  # an additive constant joins a
+            continue
+        factor = _constant_factor(term, constants)
+        if factor is not None and uses[factor] == 1:
+            constants[factor] *= b
+            folded.append((sign, term))
+        else:
+            rest.append((sign, term))
+    if rest and math.isclose(b, 1.0, rel_tol=1e-9):
+        folded, rest = folded + rest, []
+    pieces = [_signed(sign, ast.unparse(Fill().visit(term))) for sign, term in folded]
+    if rest:
+        inner = " + ".join(_signed(sign, ast.unparse(Fill().visit(t))) for sign, t in rest)
+        pieces.append(f"{_rounded(b)}*({inner})")
+    if abs(a) > 1e-12 * max(1.0, abs(b)) or not pieces:
+        pieces.insert(0, f"({_rounded(a)})")
+    filled = " + ".join(pieces)
     return ast.unparse(_Signs().visit(ast.parse(filled, mode="eval")))
+
+
+def _terms(node: ast.AST, sign: int = 1) -> list[tuple[int, ast.AST]]:
+    """The signed terms of a sum: ``x - (y - z)`` gives ``[(1, x), (-1, y), (1, z)]``."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+        right_sign = sign if isinstance(node.op, ast.Add) else -sign
+        return _terms(node.left, sign) + _terms(node.right, right_sign)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _terms(node.operand, -sign)
+    return [(sign, node)]
+
+
+def _signed(sign: int, text: str) -> str:
+    return f"({text})" if sign > 0 else f"-({text})"
 
 
 def _without_leading_minus(node: ast.AST) -> ast.AST | None:
@@ -231,17 +260,18 @@ class _Signs(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         right = node.right
-        if isinstance(node.op, ast.Add | ast.Sub):  # a - -k * x / y is a + k * x / y
+        op = node.op
+        while isinstance(op, ast.Add | ast.Sub):  # a - -k * x / y is a + k * x / y
             positive = _without_leading_minus(right)
-            if positive is not None:
-                op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
-                return ast.BinOp(left=node.left, op=op, right=positive)
-        return node
+            if positive is None:
+                break
+            op, right = (ast.Sub() if isinstance(op, ast.Add) else ast.Add()), positive
+        return ast.BinOp(left=node.left, op=op, right=right)
 
 
 def _constant_factor(body: ast.AST, constants: Mapping[str, float]) -> str | None:
-    """A fitted constant that multiplies the whole formula (``k * ...``, ``... * k``, also
-    inside a top-level division's numerator), into which the linear scaling's b folds."""
+    """A fitted constant that multiplies the whole term (``k * ...``, ``... * k``, also
+    inside a division's numerator), into which the linear scaling's b folds."""
     node = body
     while True:
         if isinstance(node, ast.Name) and node.id in constants:
