@@ -238,3 +238,15 @@ def test_a_dead_model_stops_the_search_instead_of_spinning(small_config) -> None
     stored = rows(result.run_dir)
     seeds = sum(row[2] == "seed" for row in stored)
     assert seeds >= 1 and len(stored) == seeds + 3 * 8  # every failure is stored
+
+
+def test_a_search_that_can_only_fail_stops(small_config) -> None:
+    """Completions that never parse used to loop forever under an evaluation budget."""
+    config = small_config(max_evaluations=40)
+    config["search"]["max_fruitless_batches"] = 3
+    result = openended.run(config, lm=ScriptedLM([" )(garbage"]))
+    assert result.outcome.stopped_by.startswith(
+        "no child of 3 batches in a row could be evaluated (last batch: 8 parse error; "
+    )
+    stored = rows(result.run_dir)
+    assert sum(row[5] == "parse_error" for row in stored) == 3 * 8

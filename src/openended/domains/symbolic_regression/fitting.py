@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 import re
 import time
 from collections import Counter
@@ -215,7 +216,41 @@ def _written(body: ast.AST, constants: Mapping[str, float], scale: tuple[float, 
     if abs(a) > 1e-12 * max(1.0, abs(b)) or not pieces:
         pieces.insert(0, f"({_rounded(a)})")
     filled = " + ".join(pieces)
-    return ast.unparse(_Signs().visit(ast.parse(filled, mode="eval")))
+    return ast.unparse(_Signs().visit(_Fold().visit(ast.parse(filled, mode="eval"))))
+
+
+class _Fold(ast.NodeTransformer):
+    """Write a subexpression of numbers only (``-8.9 / -0.36``) as one rounded number."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        left, right = _value(node.left), _value(node.right)
+        operation = _ARITHMETIC.get(type(node.op))
+        if left is None or right is None or operation is None:
+            return node
+        try:  # in floats: a power of two numbers cannot run away as ints can
+            value = float(operation(left, right))
+        except (ArithmeticError, ValueError, TypeError):
+            return node
+        return _number(value) if math.isfinite(value) else node
+
+
+_ARITHMETIC = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
+
+
+def _value(node: ast.AST) -> float | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _value(node.operand)
+        return None if inner is None else -inner
+    return None
 
 
 def _terms(node: ast.AST, sign: int = 1) -> list[tuple[int, ast.AST]]:
