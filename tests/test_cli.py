@@ -50,7 +50,7 @@ def test_report_writes_html_and_plots(run_dir: Path, capsys) -> None:
     html = (run_dir / "report.html").read_text()
     assert (run_dir / "progress.png").stat().st_size > 1000
     assert (run_dir / "heatmap.png").stat().st_size > 1000
-    assert "0.5 * m * (v ** 2 + u ** 2 + w ** 2)" in html
+    assert "m * (v ** 2 + u ** 2 + w ** 2)" in html  # the fitted best, shown
     assert "QD-score" in html and "Most common failures" in html
 
 
