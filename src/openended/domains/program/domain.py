@@ -255,7 +255,7 @@ class ProgramDomain:
         if not literals:
             return evaluation
         stage = self.evaluator.stages[0]
-        cascade = stage != "evaluate" or len(self.evaluator.stages) > 1
+        cascade = len(self.evaluator.stages) > 1  # tuned on stage 1, then evaluated in full
         start_score = float(evaluation.metrics.get("score", evaluation.fitness))  # type: ignore[arg-type]
         outcomes: dict[tuple[float, ...], StageOutcome] = {}
 
@@ -267,7 +267,6 @@ class ProgramDomain:
         result = await tune(
             [literal.value for literal in literals],
             objective,
-            start_score=start_score if not cascade else float("inf"),
             start_objective=None if cascade else start_score,
             settings=settings,
             budget=settings.evaluations - 1 if cascade else settings.evaluations,
@@ -275,18 +274,14 @@ class ProgramDomain:
         )
         spent = len(result.trials)
         tuned: Evaluation | None = None
-        if cascade:  # the best by the cheap stage, evaluated in full
-            scored = [t for t in result.trials if t.score is not None]
-            best = max(scored, key=lambda t: t.score, default=None)  # type: ignore[arg-type, return-value]
-            if best is not None:
-                text = substitute(program, literals, best.values)
+        if result.best is not None:
+            text = substitute(program, literals, result.best.values)
+            outcome = outcomes[result.best.values]
+            if cascade:  # the best by the cheap stage, evaluated in full
                 outcome = await self.evaluator.run(text)
                 spent += 1
-                if outcome.score is not None and outcome.score > start_score:
-                    tuned = self._evaluation(self._genome_of(text), outcome)
-        elif result.best is not None:
-            text = substitute(program, literals, result.best.values)
-            tuned = self._evaluation(self._genome_of(text), outcomes[result.best.values])
+            if outcome.score is not None and outcome.score > start_score:
+                tuned = self._evaluation(self._genome_of(text), outcome)
         gain = 0.0
         if tuned is not None and tuned.valid:
             gain = float(tuned.metrics.get("score", tuned.fitness)) - start_score  # type: ignore[arg-type]
@@ -299,7 +294,7 @@ class ProgramDomain:
                 "gain": gain,
             },
         }
-        if tuned is None or not tuned.valid or gain <= 0:
+        if tuned is None or gain <= 0:
             return dataclasses.replace(evaluation, details=details, evaluations=1 + spent)
         return dataclasses.replace(
             tuned, genome=self._genome_of(text), details=details, evaluations=1 + spent

@@ -109,7 +109,7 @@ class BudgetSpent(Exception):
 
 @dataclass
 class RefineResult:
-    """The best setting found (None when no trial beat the starting point)."""
+    """The best trial with a finite score (None when every trial failed), and all trials."""
 
     best: Trial | None
     trials: list[Trial]
@@ -122,7 +122,6 @@ async def tune(
     start: Sequence[float],
     objective: Objective,
     *,
-    start_score: float,
     start_objective: float | None = None,
     settings: RefineSettings,
     budget: int,
@@ -131,9 +130,9 @@ async def tune(
     """Maximise `objective` over the literal values from `start` in at most `budget` calls.
 
     The search runs in normalised coordinates ``x = start + scale * z`` (scale = |start|,
-    or 1 for zeros), so that one step size suits literals of any magnitude. A trial counts
-    as better only when it beats `start_score`; `start_objective`, when known (the
-    objective is the full score), spares the call at the start.
+    or 1 for zeros), so that one step size suits literals of any magnitude.
+    `start_objective`, when known (the objective is the full score), spares the call at the
+    start. The result's `best` is the best finite trial, whether or not it beats the start.
     """
     x0 = np.asarray(start, dtype=float)
     scale = np.where(x0 != 0, np.abs(x0), 1.0)
@@ -160,8 +159,6 @@ async def tune(
         pass
     scored = [t for t in trials if t.score is not None and math.isfinite(t.score)]
     best = max(scored, key=lambda t: t.score, default=None)  # type: ignore[arg-type, return-value]
-    if best is not None and best.score <= start_score:  # type: ignore[operator]
-        best = None
     return RefineResult(best, trials)
 
 
