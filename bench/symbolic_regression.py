@@ -1,6 +1,7 @@
-"""Symbolic regression side by side: the embedded model without and with fitted constants,
-gplearn and Operon, on the built-in Feynman equations, the same noisy data and validation
-split, the same number of evaluated formulas, several seeds.
+"""Symbolic regression side by side: the embedded model without and with fitted constants
+(global or per-term linear scaling; the formula or its shape as the genome), gplearn and
+Operon, on the built-in Feynman equations, the same noisy data and validation split, the
+same number of evaluated formulas, several seeds.
 
     python bench/symbolic_regression.py [--evaluations 120] [--seeds 0 1 2] [--out FILE]
 
@@ -60,8 +61,8 @@ FUNCTIONS = {
 }
 
 
-def data_of(equation: str) -> SymbolicRegressionDomain:
-    return SymbolicRegressionDomain(SymbolicRegressionConfig(target=equation))
+def data_of(equation: str, **options: object) -> SymbolicRegressionDomain:
+    return SymbolicRegressionDomain(SymbolicRegressionConfig(target=equation, **options))
 
 
 def matrix(domain: SymbolicRegressionDomain, part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,25 +101,34 @@ def exact(formula: str | None, equation: str) -> bool:
         return False
 
 
-def run_openended(equation: str, seed: int, evaluations: int, fit: bool, lm, root: Path):
+OPENENDED = {
+    "plain": {"fit_constants": False, "linear_scaling": "off"},
+    "fit-global": {"linear_scaling": "global"},
+    "fit-terms": {"linear_scaling": "terms"},
+    "fit-shape": {"linear_scaling": "terms", "genome_form": "shape"},
+}
+"""openended's variants: numbers as written; constants fitted inside a ``a + b·f`` scaling;
+inside ``a + Σ b_i·t_i`` over the formula's terms; the same with the formula's shape as the
+genome the model sees."""
+
+
+def run_openended(equation: str, seed: int, evaluations: int, method: str, lm, root: Path):
+    options = OPENENDED[method]
     config = load_config(
         {
             "runs_dir": str(root),
-            "name": f"{equation}-{seed}-{'fit' if fit else 'plain'}",
+            "name": f"{equation}-{seed}-{method}",
             "seed": seed,
             "budget": {"max_evaluations": evaluations, "max_seconds": 0},
-            "domain": {
-                "name": "symbolic_regression",
-                "target": equation,
-                "fit_constants": fit,
-                "linear_scaling": fit,
-            },
+            "domain": {"name": "symbolic_regression", "target": equation, **options},
         }
     )
     result = openended.run(config, lm=lm)
     best = result.best
     formula = best.genome if best is not None else None
-    domain = data_of(equation)
+    domain = data_of(equation, **options)
+    if formula and options.get("genome_form") == "shape":  # the fitted formula of the shape
+        formula = domain.evaluate_one(formula).details.get("formula", formula)
     score = nmse_of_formula(formula, domain) if formula else math.inf
     return formula, score
 
@@ -217,7 +227,7 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="*",
-        default=["plain", "fit", "gplearn", "operon", "gplearn-large", "operon-large"],
+        default=[*OPENENDED, "gplearn", "operon", "gplearn-large", "operon-large"],
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-symbolic-regression.jsonl"))
     args = parser.parse_args()
@@ -242,11 +252,11 @@ def main() -> None:
                     if (method, equation, seed) in done:
                         continue
                     start = time.perf_counter()
-                    if method in ("plain", "fit"):
+                    if method in OPENENDED:
                         if lm is None:
                             lm = build_language_model(load_config({}).model)
                         formula, score = run_openended(
-                            equation, seed, args.evaluations, method == "fit", lm, Path(root)
+                            equation, seed, args.evaluations, method, lm, Path(root)
                         )
                     else:
                         formula, score = methods[method](equation, seed)
@@ -264,25 +274,25 @@ def main() -> None:
                     out.write(json.dumps(row) + "\n")
                     out.flush()
                     print(
-                        f"{method:8s} {equation:9s} seed {seed}  nmse {score:9.3g}  "
+                        f"{method:13s} {equation:9s} seed {seed}  nmse {score:9.3g}  "
                         f"{'recovered' if row['recovered'] else '         '} "
                         f"{'exact' if row['exact'] else '     '}  {row['seconds']:6.1f}s  "
                         f"{(formula or '')[:70]}",
                         flush=True,
                     )
     for row in done.values():  # the checks may have changed since a row was written
-        if row["method"] in ("plain", "fit") and row["formula"]:
+        if row["method"] in OPENENDED and row["formula"]:
             row["nmse"] = nmse_of_formula(row["formula"], data_of(row["equation"]))
             row["recovered"] = row["nmse"] <= THRESHOLD
         row["exact"] = row["recovered"] and exact(row["formula"], row["equation"])
     print(f"\n{args.evaluations} evaluations per run, seeds {args.seeds}")
-    print(f"{'method':8s}  recovered  exact  median NMSE  mean s/run")
+    print(f"{'method':13s}  recovered  exact  median NMSE  mean s/run")
     for method in args.methods:
         rows = [r for (m, _, _), r in done.items() if m == method]
         if not rows:
             continue
         print(
-            f"{method:8s}  {sum(r['recovered'] for r in rows):3d}/{len(rows):<3d}   "
+            f"{method:13s}  {sum(r['recovered'] for r in rows):3d}/{len(rows):<3d}   "
             f"{sum(r['exact'] for r in rows):3d}    "
             f"{statistics.median(r['nmse'] for r in rows):9.3g}"
             f"   {statistics.mean(r['seconds'] for r in rows):8.1f}"

@@ -7,10 +7,10 @@ import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from openended.domains.base import Axis, Evaluation
 from openended.domains.symbolic_regression import data as regression_data
@@ -20,7 +20,13 @@ from openended.domains.symbolic_regression.expression import (
     parse_expression,
 )
 from openended.domains.symbolic_regression.feynman import EQUATIONS
-from openended.domains.symbolic_regression.fitting import PARAMETER, FitError, Split, fit
+from openended.domains.symbolic_regression.fitting import (
+    PARAMETER,
+    FitError,
+    Scaling,
+    Split,
+    fit,
+)
 
 
 class SymbolicRegressionConfig(BaseModel):
@@ -46,8 +52,26 @@ class SymbolicRegressionConfig(BaseModel):
         description="fit every numeric constant and free parameter c0, c1, ... of a formula "
         "to the training split (off: score formulas as written)",
     )
-    linear_scaling: bool = Field(
-        True, description="fit y = a + b * formula in closed form (Keijzer 2003)"
+    linear_scaling: Scaling = Field(
+        "terms",
+        description="fit the target as a + b * formula in closed form (global, Keijzer 2003), "
+        "or as a + b1 * term1 + b2 * term2 + ... over the formula's top-level terms (terms, "
+        "multigene GP's linear combination, Searson et al. 2010), or not at all (off); "
+        "true and false mean global and off",
+    )
+
+    @field_validator("linear_scaling", mode="before")
+    @classmethod
+    def _scaling_from_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "global" if value else "off"
+        return value
+
+    genome_form: Literal["fitted", "shape"] = Field(
+        "fitted",
+        description="what a fitted formula is stored and shown as: the formula with its fitted "
+        "numbers (fitted), or its shape, without the intercept and the terms' multipliers that "
+        "the scaling refits (shape; the fitted formula stays in the candidate's details)",
     )
     validation_share: float = Field(
         0.25, gt=0, lt=1, description="data held out to score fitted formulas"
@@ -124,8 +148,9 @@ class SymbolicRegressionDomain:
 
     def evaluate_one(self, genome: str) -> Evaluation:
         """Fitness: minus the normalised MSE on the validation split, of the formula with
-        its constants fitted on the training split (when `fit_constants`; the fitted
-        formula becomes the genome), else as written (with linear scaling if on)."""
+        its constants fitted on the training split (when `fit_constants`), else as written,
+        inside the `linear_scaling`. The fitted formula (or its shape, by `genome_form`)
+        becomes the genome; the fitted formula is kept in the details."""
         names = list(self.data.variables)
         try:
             expression = CompiledExpression(genome, [*names, *_free_parameters(genome)])
@@ -144,7 +169,7 @@ class SymbolicRegressionDomain:
                 names,
                 self.train,
                 self.validation,
-                linear_scaling=self.config.linear_scaling,
+                scaling=self.config.linear_scaling,
                 fit_constants=self.config.fit_constants,
                 restarts=self.config.fit_restarts,
                 seed=_stable_seed(genome),
@@ -154,12 +179,17 @@ class SymbolicRegressionDomain:
         except (RecursionError, OverflowError, MemoryError):
             return Evaluation.invalid("constant fitting failed (the formula is too large)")
         nmse = fitted.nmse_validation
+        stored = fitted.shape if self.config.genome_form == "shape" else fitted.formula
         return Evaluation(
             fitness=max(-nmse, self.fitness_floor),
             descriptors=(float(expression.size), float(len(expression.operators))),
             metrics={"nmse": nmse, "nmse_train": fitted.nmse_train, **shape},
-            genome=fitted.formula if fitted.formula != genome else None,
-            details={"constants": fitted.constants, "scale": list(fitted.scale)},
+            genome=stored if stored != genome else None,
+            details={
+                "formula": fitted.formula,
+                "constants": fitted.constants,
+                "scale": list(fitted.scale),
+            },
         )
 
     async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:

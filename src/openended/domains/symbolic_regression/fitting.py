@@ -13,6 +13,7 @@ random restarts, inside a linear scaling; the formula is scored on a held-out sp
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import operator
 import re
@@ -20,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -36,12 +38,16 @@ class FitError(ValueError):
 
 @dataclass(frozen=True)
 class Fit:
-    """A fitted formula: its text with the constants filled in (rounded), the constants,
-    the linear scaling, and its normalised errors on the training and validation splits."""
+    """A fitted formula: its text with the constants filled in (rounded), its shape (the
+    formula without what the scaling fits anyway: the intercept and each scaled term's
+    multiplier, see `_shape`), the constants,
+    the scaling ``(a, b_1, ..., b_T)`` (one ``b`` per scaled term), and its normalised
+    errors on the training and validation splits."""
 
     formula: str
+    shape: str
     constants: dict[str, float]
-    scale: tuple[float, float]
+    scale: tuple[float, ...]
     nmse_train: float
     nmse_validation: float
 
@@ -90,6 +96,12 @@ class _Parameterised(ast.NodeTransformer):
         return node
 
 
+Scaling = Literal["off", "global", "terms"]
+"""How the formula's output is scaled to the target: not at all; ``a + b·f(x)`` (Keijzer
+2003); or ``a + Σ b_i·t_i(x)`` over the top-level terms ``t_i`` of the formula's sum (the
+linear combination of multigene GP, Searson et al. 2010, and of FFX, McConaghy 2011)."""
+
+
 def fit(
     text: str,
     variables: Sequence[str],
@@ -97,29 +109,42 @@ def fit(
     validation: Split,
     *,
     fit_constants: bool = True,
-    linear_scaling: bool = True,
+    scaling: Scaling = "terms",
     restarts: int = 3,
     seed: int = 0,
     max_seconds: float = 0.5,
 ) -> Fit:
     """Fit the constants of the formula `text` on `train` (with `fit_constants`; else
-    only the linear scaling, if on); score it on `validation`."""
+    only the scaling) inside the `scaling`, solved in closed form for every trial of the
+    constants (variable projection); score the fitted formula on `validation`."""
     tree = _Parameterised()
     body = tree.visit(ast.parse(text, mode="eval"))
     names = list(tree.initial)
-    expression = CompiledExpression(ast.unparse(body), [*variables, *names])
+    inputs = [*variables, *names]
+    terms = _terms(body.body) if scaling == "terms" else [(1, body.body)]
+    columns = [
+        (sign, CompiledExpression(ast.unparse(term), inputs))
+        for sign, term in terms
+        if scaling == "off" or _uses(term, variables)  # constant terms join the intercept
+    ]
+    if not columns:  # a formula without its variables: a constant
+        columns = [(1, CompiledExpression(ast.unparse(body.body), inputs))]
 
-    def predict(values: np.ndarray, split: Split) -> np.ndarray:
+    def design(values: np.ndarray, split: Split) -> np.ndarray:
         data = {**split.inputs, **dict(zip(names, map(float, values), strict=True))}
-        return expression(data, split.size)
+        return np.stack([sign * term(data, split.size) for sign, term in columns], axis=1)
 
-    def scaled(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-        raw = predict(values, train)
-        a, b = _scale(raw, train.target) if linear_scaling else (0.0, 1.0)
-        return a + b * raw, a, b
+    def scaled(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The prediction on the training split and the scaling ``(a, b_1, ..., b_T)``."""
+        matrix = design(values, train)
+        if scaling == "off":
+            coefficients = np.array([0.0, *np.ones(matrix.shape[1])])
+        else:
+            coefficients = _scale(matrix, train.target)
+        return coefficients[0] + matrix @ coefficients[1:], coefficients
 
     def residuals(values: np.ndarray) -> np.ndarray:
-        prediction, _, _ = scaled(values)
+        prediction, _ = scaled(values)
         difference = prediction - train.target
         return np.where(np.isfinite(difference), difference, 1e6 * (1 + np.std(train.target)))
 
@@ -142,36 +167,69 @@ def fit(
                 result = least_squares(
                     residuals, initial, method="trf", max_nfev=100 * (1 + len(names))
                 )
-            except (ValueError, FloatingPointError, OverflowError) as exc:
+            except (ValueError, FloatingPointError, OverflowError, np.linalg.LinAlgError) as exc:
                 if i == 0:
                     raise FitError(f"constant fitting failed: {exc}") from None
                 continue
             if np.all(np.isfinite(result.x)) and result.cost < best_cost:
                 best, best_cost = result.x, float(result.cost)
-    prediction, a, b = scaled(best)
+    prediction, coefficients = scaled(best)
     if not np.all(np.isfinite(prediction)):
         raise FitError("gives non-finite values on the training data")
-    check = a + b * predict(best, validation)
+    check = coefficients[0] + design(best, validation) @ coefficients[1:]
     if not np.all(np.isfinite(check)):
         raise FitError("the fitted formula gives non-finite values on the validation data")
     constants = dict(zip(names, map(float, best), strict=True))
+    intercept, multipliers = _per_term(terms, variables, coefficients, scaling)
     return Fit(
-        formula=_written(body, constants, (a, b)),
+        formula=_written(body, constants, (intercept, multipliers)),
+        shape=_shape(body, constants, variables, scaling, multipliers),
         constants={_shown_name(k, i): v for i, (k, v) in enumerate(constants.items())},
-        scale=(a, b),
+        scale=tuple(float(c) for c in coefficients),
         nmse_train=_nmse(prediction, train.target),
         nmse_validation=_nmse(check, validation.target),
     )
 
 
-def _scale(raw: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """The least-squares ``a, b`` of ``target ≈ a + b·raw`` (b = 0 for a constant raw)."""
-    if not np.all(np.isfinite(raw)):
-        return 0.0, 1.0
-    centred = raw - raw.mean()
-    spread = float(np.dot(centred, centred))
-    b = float(np.dot(centred, target - target.mean()) / spread) if spread > 1e-300 else 0.0
-    return float(target.mean() - b * raw.mean()), b
+def _uses(node: ast.AST, variables: Sequence[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in variables for n in ast.walk(node))
+
+
+def _per_term(
+    terms: list[tuple[int, ast.AST]],
+    variables: Sequence[str],
+    coefficients: np.ndarray,
+    scaling: Scaling,
+) -> tuple[float, list[float]]:
+    """The intercept and one multiplier per top-level term of the formula, from the
+    fitted scaling (a constant term that joined the intercept gets 0)."""
+    intercept, slopes = float(coefficients[0]), [float(c) for c in coefficients[1:]]
+    if scaling != "terms":
+        return intercept, [slopes[0]] * len(_terms(terms[0][1])) if slopes else []
+    if not any(_uses(term, variables) for _, term in terms):
+        return intercept, [slopes[0]] * len(terms)
+    given = iter(slopes)
+    return intercept, [next(given) if _uses(term, variables) else 0.0 for _, term in terms]
+
+
+def _scale(matrix: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least-squares ``a, b_1, ..., b_T`` of ``target ≈ a + Σ b_i·matrix[:, i]`` (the
+    minimum-norm solution when columns are constant or collinear)."""
+    if matrix.ndim == 1:
+        matrix = matrix[:, None]
+    if not np.all(np.isfinite(matrix)):
+        return np.array([0.0, *np.ones(matrix.shape[1])])
+    means = matrix.mean(axis=0)
+    centred = matrix - means
+    norms = np.sqrt((centred**2).sum(axis=0))
+    usable = norms > 1e-150 * max(1.0, float(np.abs(matrix).max(initial=0.0)))
+    slopes = np.zeros(matrix.shape[1])
+    if usable.any():
+        solution, *_ = np.linalg.lstsq(
+            centred[:, usable] / norms[usable], target - target.mean(), rcond=None
+        )
+        slopes[usable] = solution / norms[usable]
+    return np.array([float(target.mean() - means @ slopes), *slopes])
 
 
 def _nmse(prediction: np.ndarray, target: np.ndarray) -> float:
@@ -183,8 +241,13 @@ def _shown_name(name: str, index: int) -> str:
     return name if PARAMETER.fullmatch(name) else f"k{index}"
 
 
-def _written(body: ast.AST, constants: Mapping[str, float], scale: tuple[float, float]) -> str:
-    """The formula with its constants and scaling written in (rounded)."""
+def _written(
+    body: ast.AST, constants: Mapping[str, float], scale: tuple[float, Sequence[float]]
+) -> str:
+    """The formula with its constants and scaling written in (rounded): `scale` is the
+    intercept and one multiplier per top-level term of the sum. A multiplier folds into
+    the term's own constant factor where it has one (used nowhere else); terms that share
+    a multiplier are written once inside it, ``b*(t1 + t2)``."""
 
     class Fill(ast.NodeTransformer):
         def visit_Name(self, node: ast.Name) -> ast.AST:
@@ -192,31 +255,106 @@ def _written(body: ast.AST, constants: Mapping[str, float], scale: tuple[float, 
                 return ast.copy_location(_number(constants[node.id]), node)
             return node
 
-    a, b = scale
+    a, multipliers = scale
     constants = dict(constants)
+    body = copy.deepcopy(body)  # filling in the numbers changes the tree
     uses = Counter(n.id for n in ast.walk(body) if isinstance(n, ast.Name))
-    folded: list[tuple[int, ast.AST]] = []  # terms with b folded into their constant
-    rest: list[tuple[int, ast.AST]] = []  # terms that keep b
-    for sign, term in _terms(getattr(body, "body", body)):
+    folded: list[tuple[int, ast.AST]] = []  # terms with their multiplier folded in
+    rest: dict[float, list[tuple[int, ast.AST]]] = {}  # terms that keep a multiplier
+    terms = _terms(getattr(body, "body", body))
+    for (sign, term), b in zip(terms, multipliers, strict=True):
         if isinstance(term, ast.Name) and term.id in constants and uses[term.id] == 1:
             a += sign * b * constants[term.id]  # an additive constant joins a
             continue
+        if b == 0.0:
+            continue  # a term without the variables, already inside the intercept
         factor = _constant_factor(term, constants)
-        if factor is not None and uses[factor] == 1:
-            constants[factor] *= b
+        if math.isclose(b, 1.0, rel_tol=1e-9):
+            folded.append((sign, term))
+        elif factor is not None and uses[factor[0]] == 1:
+            name, power = factor
+            constants[name] = constants[name] * b if power == 1 else constants[name] / b
             folded.append((sign, term))
         else:
-            rest.append((sign, term))
-    if rest and math.isclose(b, 1.0, rel_tol=1e-9):
-        folded, rest = folded + rest, []
+            rest.setdefault(b, []).append((sign, term))
     pieces = [_signed(sign, ast.unparse(Fill().visit(term))) for sign, term in folded]
-    if rest:
-        inner = " + ".join(_signed(sign, ast.unparse(Fill().visit(t))) for sign, t in rest)
+    for b, shared in rest.items():
+        if len(shared) == 1:  # -b * (x) rather than b * (-(x))
+            ((sign, term),) = shared
+            pieces.append(f"{_rounded(sign * b)}*({ast.unparse(Fill().visit(term))})")
+            continue
+        inner = " + ".join(_signed(sign, ast.unparse(Fill().visit(t))) for sign, t in shared)
         pieces.append(f"{_rounded(b)}*({inner})")
-    if abs(a) > 1e-12 * max(1.0, abs(b)) or not pieces:
+    if abs(a) > 1e-12 * max(1.0, *map(abs, multipliers)) or not pieces:
         pieces.insert(0, f"({_rounded(a)})")
     filled = " + ".join(pieces)
     return ast.unparse(_Signs().visit(_Fold().visit(ast.parse(filled, mode="eval"))))
+
+
+def _shape(
+    body: ast.AST,
+    constants: Mapping[str, float],
+    variables: Sequence[str],
+    scaling: Scaling,
+    multipliers: Sequence[float],
+) -> str:
+    """The formula as the scaling sees it: without the terms that use no variable (they
+    join the intercept) and without each term's leading constant factor (its multiplier
+    is fitted); with term scaling ``-5.9 + 2.8*(m*v) + 0.79*u*(m + 0.59)`` has the shape
+    ``m*v + u*(m + 0.59)``, which fits to the same formula. The other constants are
+    written in (rounded); a term keeps the sign of its fitted multiplier. Without scaling
+    the shape is the fitted formula itself; with global scaling, without ``a`` and ``b``."""
+    if scaling == "off":
+        return _written(body, constants, (0.0, [1.0] * len(_terms(getattr(body, "body", body)))))
+    uses = Counter(n.id for n in ast.walk(body) if isinstance(n, ast.Name))
+    terms = _terms(getattr(body, "body", body))
+    if scaling == "global":
+        terms, multipliers = [(1, getattr(body, "body", body))], [1.0]
+    kept = []
+    for (sign, term), multiplier in zip(terms, multipliers, strict=True):
+        if not _uses(term, variables):
+            continue
+        factor = _constant_factor(term, constants)
+        if factor is not None and uses[factor[0]] == 1:
+            term, sign_of_factor = _without_factor(term, factor[0])
+            multiplier *= sign_of_factor * constants[factor[0]]
+        kept.append((sign if multiplier >= 0 else -sign, term))
+    if not kept:
+        return "0"
+    rest = {name: value for name, value in constants.items() if uses[name]}
+    joined = _joined(kept)
+    return _written(ast.Expression(body=joined), rest, (0.0, [1.0] * len(_terms(joined))))
+
+
+def _joined(terms: Sequence[tuple[int, ast.AST]]) -> ast.AST:
+    """The sum ``± t1 ± t2 ...`` of signed terms."""
+    first_sign, total = terms[0]
+    if first_sign < 0:
+        total = ast.UnaryOp(op=ast.USub(), operand=total)
+    for sign, term in terms[1:]:
+        total = ast.BinOp(left=total, op=ast.Add() if sign > 0 else ast.Sub(), right=term)
+    return total
+
+
+def _without_factor(node: ast.AST, name: str) -> tuple[ast.AST, int]:
+    """The term without its constant factor `name` (found as `_constant_factor` finds it),
+    and -1 if a minus stood on the factor (it goes too), else 1."""
+    if _named_constant(node, {name: 0.0}) == name:
+        return ast.Constant(value=1), (-1 if isinstance(node, ast.UnaryOp) else 1)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if _named_constant(side, {name: 0.0}) == name:
+                return other, (-1 if isinstance(side, ast.UnaryOp) else 1)
+    if (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Div)
+        and _named_constant(node.right, {name: 0.0}) == name
+    ):
+        return node.left, (-1 if isinstance(node.right, ast.UnaryOp) else 1)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Div):
+        left, sign = _without_factor(node.left, name)
+        return ast.BinOp(left=left, op=node.op, right=node.right), sign
+    return node, 1
 
 
 class _Fold(ast.NodeTransformer):
@@ -225,6 +363,10 @@ class _Fold(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         left, right = _value(node.left), _value(node.right)
+        if right == 1.0 and isinstance(node.op, ast.Mult | ast.Div):
+            return node.left
+        if left == 1.0 and isinstance(node.op, ast.Mult):
+            return node.right
         operation = _ARITHMETIC.get(type(node.op))
         if left is None or right is None or operation is None:
             return node
@@ -254,13 +396,15 @@ def _value(node: ast.AST) -> float | None:
 
 
 def _terms(node: ast.AST, sign: int = 1) -> list[tuple[int, ast.AST]]:
-    """The signed terms of a sum: ``x - (y - z)`` gives ``[(1, x), (-1, y), (1, z)]``."""
+    """The signed terms of a sum: ``x - (y - z)`` gives ``[(1, x), (-1, y), (1, z)]``, and
+    ``-x * y`` gives ``[(-1, x * y)]``."""
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
         right_sign = sign if isinstance(node.op, ast.Add) else -sign
         return _terms(node.left, sign) + _terms(node.right, right_sign)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return _terms(node.operand, -sign)
-    return [(sign, node)]
+    positive = _without_leading_minus(node)  # -m * v ** 2 is -(m * v ** 2)
+    return [(sign, node)] if positive is None else [(-sign, positive)]
 
 
 def _signed(sign: int, text: str) -> str:
@@ -304,22 +448,32 @@ class _Signs(ast.NodeTransformer):
         return ast.BinOp(left=node.left, op=op, right=right)
 
 
-def _constant_factor(body: ast.AST, constants: Mapping[str, float]) -> str | None:
-    """A fitted constant that multiplies the whole term (``k * ...``, ``... * k``, also
-    inside a division's numerator), into which the linear scaling's b folds."""
+def _constant_factor(body: ast.AST, constants: Mapping[str, float]) -> tuple[str, int] | None:
+    """A fitted constant that multiplies the whole term (``k * ...``, ``... * k``, ``-k *
+    ...``, also inside a division's numerator; power 1) or divides it (``... / k``; power
+    -1), into which a term's multiplier folds."""
     node = body
     while True:
-        if isinstance(node, ast.Name) and node.id in constants:
-            return node.id
+        if _named_constant(node, constants):
+            return _named_constant(node, constants), 1  # type: ignore[return-value]
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
             for side in (node.left, node.right):
-                if isinstance(side, ast.Name) and side.id in constants:
-                    return side.id
+                if _named_constant(side, constants):
+                    return _named_constant(side, constants), 1  # type: ignore[return-value]
             node = node.left
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            if _named_constant(node.right, constants):
+                return _named_constant(node.right, constants), -1  # type: ignore[return-value]
             node = node.left
         else:
             return None
+
+
+def _named_constant(node: ast.AST, constants: Mapping[str, float]) -> str | None:
+    """The name of a fitted constant `node` is, alone or under a minus, else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return node.id if isinstance(node, ast.Name) and node.id in constants else None
 
 
 def _rounded(value: float) -> str:
