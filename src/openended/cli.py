@@ -281,17 +281,36 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from openended.training.finetune import FinetuneSettings, finetune, read_examples
+    from openended.training.pairs import select_pairs, write_pairs
 
+    selection = None
     if args.data is not None:
         examples = read_examples(args.data)
         out = args.out or args.data.with_suffix("") / "finetuned"
-    else:
-        if args.run_dir is None:
-            raise ConfigError("give RUN_DIR (a puzzles run) or --data FILE.jsonl")
+    elif args.run_dir is None:
+        raise ConfigError("give RUN_DIR (a run directory) or --data FILE.jsonl")
+    elif args.pairs == "solutions":
         from openended.domains.puzzles.training_data import examples_from_sources, sources_from_run
 
-        examples = examples_from_sources(sources_from_run(args.run_dir, select=args.select))
+        if args.select == "improved":
+            raise ConfigError("--pairs solutions takes --select archive or --select valid")
+        select = "elites" if args.select == "archive" else "valid"
+        examples = examples_from_sources(sources_from_run(args.run_dir, select=select))
         out = args.out or args.run_dir / "finetuned"
+    else:
+        selection = select_pairs(
+            args.run_dir,
+            select=args.select,
+            max_per_parent=args.max_per_parent,
+            min_pairs=args.min_pairs,
+        )
+        examples = selection.examples
+        out = args.out or args.run_dir / "finetuned"
+        console.print(f"{args.run_dir}: {selection.summary()}")
+        if args.export is not None:
+            write_pairs(args.export, selection.examples, selection.ids)
+            print(args.export)
+            return 0
     base = embedded.resolve_model(args.model)
     settings = FinetuneSettings(
         method=args.method,
@@ -302,6 +321,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )
     console.print(f"fine-tuning {args.model} on {len(examples)} examples ({args.method})")
     result = finetune(base, examples, out, settings, progress=lambda line: console.print(line))
+    if selection is not None:  # what the model learnt from, beside it
+        write_pairs(Path(out) / "training_pairs.jsonl", selection.examples, selection.ids)
     console.print(f"{result.steps} steps in {result.seconds:.0f}s")
     print(result.model_dir)
     return 0
@@ -311,11 +332,15 @@ def cmd_improve(args: argparse.Namespace) -> int:
     from openended.improve import ImproveLoop, ImproveSettings
     from openended.training.finetune import FinetuneSettings
 
+    if args.solve is not None:
+        return _improve_solve(args)
+    if args.puzzles is None:
+        return _improve_search(args)
     settings = ImproveSettings(
         puzzles=args.puzzles,
         out_dir=args.out,
-        model=args.model,
-        iterations=args.iterations,
+        model=args.model or "embedded",
+        iterations=args.iterations or 1,
         arms=tuple(args.arms),
         held_out=args.held_out,
         eval_puzzles=args.eval_puzzles,
@@ -325,7 +350,7 @@ def cmd_improve(args: argparse.Namespace) -> int:
         max_seeds=args.max_seeds,
         solver_attempts=args.solver_attempts,
         with_seeds=args.with_seeds,
-        seed=args.seed,
+        seed=args.seed or 0,
         finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
     )
     loop = ImproveLoop(
@@ -335,6 +360,58 @@ def cmd_improve(args: argparse.Namespace) -> int:
     for step in steps:
         print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
     console.print(f"results: {loop.record_path}  plot: {loop.out / 'improve.png'}")
+    return 0
+
+
+def _improve_solve(args: argparse.Namespace) -> int:
+    """`openended improve --solve PUZZLES`: expert iteration on verified solutions."""
+    from openended.training.finetune import FinetuneSettings
+    from openended.training.solve_loop import SolveLoop, SolveLoopSettings
+
+    settings = SolveLoopSettings(
+        puzzles=args.solve,
+        out_dir=args.out,
+        model=args.model or "embedded",
+        iterations=args.iterations or 2,
+        held_out=args.held_out,
+        train_puzzles=args.train_puzzles,
+        samples=args.train_samples,
+        max_per_puzzle=args.max_per_puzzle,
+        eval_puzzles=args.eval_puzzles,
+        eval_samples=args.samples,
+        min_pairs=args.min_pairs,
+        seed=args.seed or 0,
+        finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
+    )
+    loop = SolveLoop(settings, log=lambda line: console.print(line, markup=False, highlight=False))
+    for step in loop.run():
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
+    console.print(f"results: {loop.record_path}")
+    return 0
+
+
+def _improve_search(args: argparse.Namespace) -> int:
+    """`openended improve --config RUN.toml`: the loop for any domain's search."""
+    from openended.training.finetune import FinetuneSettings
+    from openended.training.search_loop import LoopSettings, SearchImproveLoop
+
+    settings = LoopSettings(
+        config=args.config,
+        out_dir=args.out,
+        overrides=tuple(_overrides(args)),
+        iterations=args.iterations or 2,
+        completions=args.completions,
+        select=args.select,
+        max_per_parent=args.max_per_parent,
+        min_pairs=args.min_pairs,
+        finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
+    )
+    loop = SearchImproveLoop(
+        settings, log=lambda line: console.print(line, markup=False, highlight=False)
+    )
+    for step in loop.run():
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.metrics}))
+    console.print(f"results: {loop.record_path}  plots: {loop.out / 'plots'}")
     return 0
 
 
@@ -561,11 +638,31 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(func=cmd_solve)
 
     tune = sub.add_parser(
-        "finetune", help="fine-tune a model on a puzzles run's verified data (TRL + LoRA)"
+        "finetune",
+        help="fine-tune a model on a run's verified children (TRL + LoRA), any domain",
+        description="Build prompt -> completion pairs from a run's valid children (the "
+        "operator's prompt, the model's completion; deduplicated by normalised genome, at "
+        "most --max-per-parent per parent) and fine-tune a model on them. Example: "
+        "openended finetune runs/my-run --select improved --out runs/my-run/tuned",
     )
-    tune.add_argument("run_dir", type=Path, nargs="?", help="a puzzles run directory")
+    tune.add_argument("run_dir", type=Path, nargs="?", help="a run directory (any domain)")
     tune.add_argument("--data", type=Path, help="JSONL of prompt/completion pairs instead")
-    tune.add_argument("--select", choices=["elites", "valid"], default="elites")
+    tune.add_argument(
+        "--select",
+        choices=["improved", "archive", "valid"],
+        default="improved",
+        help="children that beat their best parent; that entered the archive; every valid one",
+    )
+    tune.add_argument(
+        "--pairs",
+        choices=["operators", "solutions"],
+        default="operators",
+        help="operators: the operators' prompts and completions; solutions (puzzles runs): "
+        "solve prompts and verified solutions of the run's puzzles",
+    )
+    tune.add_argument("--min-pairs", type=int, default=8, help="refuse to train on fewer")
+    tune.add_argument("--max-per-parent", type=int, default=4, help="pairs one parent may give")
+    tune.add_argument("--export", type=Path, help="write the pairs as JSONL and stop")
     tune.add_argument("--model", default="embedded", help="base model: 'embedded' or a folder")
     tune.add_argument("--out", type=Path, help="output model folder (default RUN_DIR/finetuned)")
     tune.add_argument("--method", choices=["lora", "full"], default="lora")
@@ -576,16 +673,48 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(func=cmd_finetune)
 
     improve = sub.add_parser(
-        "improve", help="explore -> verify -> finetune -> repeat on puzzles, QD vs naive"
+        "improve",
+        help="explore -> verify -> finetune -> repeat, tuned vs control arm (any domain)",
+        description="The search teaches its own model: each iteration searches for "
+        "--completions with the current model, then fine-tunes the next model on the "
+        "verified children of the runs so far; a control arm spends the same completions "
+        "with the base model. Example: openended improve --config run.toml --iterations 2 "
+        "--completions 128 --out runs/loop. With --puzzles: the puzzle-generation loop "
+        "(QD vs naive generation, held-out pass@k).",
     )
-    improve.add_argument("--puzzles", type=Path, required=True, help="P3-format JSON")
+    improve.add_argument("--config", type=Path, help="the search's TOML (default: the default)")
+    improve.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    improve.add_argument("--puzzles", type=Path, help="P3-format JSON: the puzzle loop")
+    improve.add_argument(
+        "--solve", type=Path, help="P3-format JSON: expert iteration on verified solutions"
+    )
+    improve.add_argument(
+        "--train-puzzles", type=int, default=200, help="--solve: training puzzles sampled"
+    )
+    improve.add_argument(
+        "--train-samples", type=int, default=8, help="--solve: samples per training puzzle"
+    )
+    improve.add_argument(
+        "--max-per-puzzle", type=int, default=4, help="--solve: pairs one puzzle may give"
+    )
     improve.add_argument("--out", type=Path, default=Path("runs/improve"))
-    improve.add_argument("--model", default="embedded")
-    improve.add_argument("--iterations", type=int, default=1)
+    improve.add_argument("--model", help="base model (default: the config's, or embedded)")
+    improve.add_argument(
+        "--iterations", type=int, help="rounds (default 2; --puzzles: 1, each trains)"
+    )
+    improve.add_argument(
+        "--completions", type=int, default=128, help="completions per search and arm"
+    )
+    improve.add_argument(
+        "--select", choices=["improved", "archive", "valid"], default="improved",
+        help="which verified children train the next model",
+    )  # fmt: skip
+    improve.add_argument("--min-pairs", type=int, default=8, help="train on no fewer")
+    improve.add_argument("--max-per-parent", type=int, default=4, help="pairs one parent may give")
     improve.add_argument("--arms", nargs="+", choices=["qd", "naive"], default=["qd", "naive"])
     improve.add_argument("--held-out", type=float, default=0.3, help="share of families held out")
     improve.add_argument("--eval-puzzles", type=int, default=40)
-    improve.add_argument("--samples", type=int, default=10)
+    improve.add_argument("--samples", type=int, default=10, help="samples per held-out puzzle")
     improve.add_argument("--generate-calls", type=int, default=8, help="LM calls per iteration")
     improve.add_argument("--batch-size", type=int, default=16, help="completions per LM call")
     improve.add_argument("--max-seeds", type=int, default=32)
@@ -593,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     improve.add_argument("--with-seeds", action="store_true", help="also train on seed puzzles")
     improve.add_argument("--method", choices=["lora", "full"], default="lora")
     improve.add_argument("--epochs", type=float, default=2.0)
-    improve.add_argument("--seed", type=int, default=0)
+    improve.add_argument("--seed", type=int, help="the search's seed (--puzzles: default 0)")
     improve.set_defaults(func=cmd_improve)
 
     augment = sub.add_parser(

@@ -13,6 +13,7 @@ from openended.config import ModelConfig
 from openended.lm.base import GenerationRequest
 from openended.lm.factory import build_language_model
 from openended.lm.scripted import ScriptedLM
+from openended.store.run_store import RunStore
 from openended.training.finetune import FinetuneError, read_examples
 from tests.domains.puzzles.test_generate import script
 
@@ -32,11 +33,12 @@ def test_bad_data_files_name_the_line(tmp_path: Path, content: str, message: str
         read_examples(path)
 
 
-def test_finetune_needs_a_puzzles_run(tmp_path: Path, small_config, scripted_lm) -> None:
+def test_solutions_need_a_puzzles_run(tmp_path: Path, small_config, scripted_lm) -> None:
     result = api.run(small_config(max_evaluations=10), lm=scripted_lm)
-    code = cli.main(["finetune", str(result.run_dir), "--out", str(tmp_path / "m")])
+    out = tmp_path / "m"
+    code = cli.main(["finetune", str(result.run_dir), "--pairs", "solutions", "--out", str(out)])
     assert code == 2
-    assert not (tmp_path / "m").exists()
+    assert not out.exists()
 
 
 @pytest.mark.slow
@@ -57,6 +59,8 @@ def test_finetune_a_puzzles_run_into_a_model_that_runs(
         [
             "finetune",
             str(run.run_dir),
+            "--pairs",
+            "solutions",
             "--select",
             "valid",
             "--epochs",
@@ -82,5 +86,45 @@ def test_finetune_a_puzzles_run_into_a_model_that_runs(
     lm = build_language_model(ModelConfig(name=str(out)))
     result = lm.generate_sync(  # type: ignore[attr-defined]
         [GenerationRequest(prompt="def add(a, b):", max_tokens=8, seed=1)]
+    )
+    assert result[0].generations[0].completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_finetune_any_run_on_its_verified_children(
+    tmp_path: Path, small_config, scripted_lm, embedded_model_dir: Path
+) -> None:
+    """A symbolic regression run's valid children, with the prompts the operators wrote,
+    train the embedded model (one LoRA epoch); the pairs are kept beside the model."""
+    run = api.run(small_config(max_evaluations=40), lm=scripted_lm)
+    out = tmp_path / "tuned"
+    code = cli.main(
+        [
+            "finetune",
+            str(run.run_dir),
+            "--select",
+            "valid",
+            "--min-pairs",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    pairs = [json.loads(line) for line in (out / "training_pairs.jsonl").read_text().splitlines()]
+    info = json.loads((out / "openended_finetune.json").read_text())
+    assert info["examples"] == len(pairs) >= 2
+    with RunStore(run.run_dir) as store:
+        for pair in pairs:
+            record = store.candidate(pair["source"])
+            assert record is not None and record.status == "valid" and record.parents
+            assert (record.prompt, record.completion) == (pair["prompt"], pair["completion"])
+    lm = build_language_model(ModelConfig(name=str(out)))
+    result = lm.generate_sync(  # type: ignore[attr-defined]
+        [GenerationRequest(prompt=pairs[0]["prompt"], max_tokens=8, seed=1)]
     )
     assert result[0].generations[0].completion_tokens > 0

@@ -79,8 +79,8 @@ def finetune(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune `base_model` (a model folder) on `examples`; write the merged model and
-    its tokenizer to `out_dir` with a ``openended_finetune.json`` record."""
+    """Fine-tune `base_model` (a model folder, or ``"embedded"``) on `examples`; write the
+    merged model and its tokenizer to `out_dir` with a ``openended_finetune.json`` record."""
     import datasets
     import torch
     from datasets import Dataset
@@ -95,6 +95,10 @@ def finetune(
     from trl import SFTConfig, SFTTrainer
 
     settings = settings or FinetuneSettings()
+    if str(base_model) == "embedded":
+        from openended.lm.embedded import resolve_model
+
+        base_model = resolve_model("embedded")
     if not examples:
         raise FinetuneError("no training examples (the run has no verified data to learn from)")
     hf_logging.set_verbosity_error()
