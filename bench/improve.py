@@ -1,11 +1,20 @@
-"""Self-improvement on P3 puzzles: pass@k of a model on held-out puzzles (whole problem
-families the loop never sees), before and after one iteration of each arm (`qd`: the
-quality-diversity search; `naive`: sample, verify, fine-tune), with the time of every step.
+"""The model learns from its own search, tuned arm against a control arm at equal budgets.
 
-    python bench/improve.py --puzzles PATH/TO/p3/train.json [--out runs/bench-improve]
+    python bench/improve.py --puzzles PATH/TO/p3/train.json [--parts search solve generate]
+                            [--out runs/bench-improve]
 
-Sized for about 40 minutes on 2 CPU cores with the embedded model. Steps already done in
-`--out` are not redone (delete the folder to start over).
+- ``search``: `openended improve` on bin packing (examples/bin_packing, FunSearch's online
+  bin packing): iteration 1 searches with the embedded model, the next model is fine-tuned
+  (LoRA) on the run's valid children, iteration 2 searches with it; the control arm spends
+  the same completions with the base model and the same seed. Valid-offspring rate and the
+  share of children that beat their parent, tuned against control (aim: valid rate 1.5x).
+- ``solve``: expert iteration on P3 (`openended improve --solve`): sample solutions to the
+  training puzzles, keep the verified ones (at most 4 distinct per puzzle), fine-tune, twice;
+  held-out pass@1 and pass@10 on whole problem families never sampled, against the base
+  model at the same seeds (aim, after Haluptzok et al. 2022: pass@10 1.5x the base's).
+- ``generate``: the puzzle-generation loop (QD vs naive generation, one iteration).
+
+Steps already done in `--out` are not redone (delete the folder to start over).
 """
 
 from __future__ import annotations
@@ -16,54 +25,152 @@ from pathlib import Path
 
 from openended.improve import ImproveLoop, ImproveSettings
 from openended.training.finetune import FinetuneSettings
+from openended.training.search_loop import LoopSettings, SearchImproveLoop
+from openended.training.solve_loop import SolveLoop, SolveLoopSettings
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bin_packing"
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else ("inf" if a else "-")
+
+
+def search_part(args: argparse.Namespace) -> None:
+    overrides = (
+        'domain.name="program"',
+        f'domain.initial="{EXAMPLE / "initial_program.py"}"',
+        f'domain.evaluator="{EXAMPLE / "evaluator.py"}"',
+        'domain.function="priority"',
+        f"search.batch_size={args.batch_size}",
+        f"seed={args.seed}",
+    )
+    settings = LoopSettings(
+        config=None,
+        out_dir=args.out / "search",
+        overrides=overrides,
+        iterations=2,
+        completions=args.completions,
+        select="valid",
+        min_pairs=4,
+        finetune=FinetuneSettings(method="lora", epochs=args.epochs),
+    )
+    start = time.perf_counter()
+    loop = SearchImproveLoop(settings, log=log)
+    loop.run()
+    print(f"\nbin packing, {args.completions} completions per search, seed {args.seed}")
+    print(
+        f"{'arm':<8}{'iter':>5}{'valid':>8}{'beat parent':>13}{'best':>10}{'QD':>10}"
+        f"{'tokens':>9}{'seconds':>9}"
+    )
+    for step in sorted(loop.searches, key=lambda s: (s.iteration, s.arm)):
+        m = step.metrics
+        print(
+            f"{step.arm:<8}{step.iteration:>5}{m['valid_rate']:>8.1%}{m['improved_rate']:>13.1%}"
+            f"{m['best_fitness']:>10.4g}{m['qd_score']:>10.4g}{m['tokens']:>9.0f}"
+            f"{m['seconds']:>9.0f}"
+        )
+    for training in loop.trainings:
+        print(f"trained on {training.pairs} pairs {training.note}")
+    last = max(s.iteration for s in loop.searches)
+    tuned, control = loop.search_step("tuned", last), loop.search_step("control", last)
+    if tuned and control:
+        print(
+            f"iteration {last}, tuned / control: valid rate "
+            f"{ratio(tuned.metrics['valid_rate'], control.metrics['valid_rate'])}, "
+            f"beat parent {ratio(tuned.metrics['improved_rate'], control.metrics['improved_rate'])}"
+            f"  ({time.perf_counter() - start:.0f} s this session)"
+        )
+
+
+def solve_part(args: argparse.Namespace) -> None:
+    settings = SolveLoopSettings(
+        puzzles=args.puzzles,
+        out_dir=args.out / "solve",
+        iterations=2,
+        train_puzzles=args.train_puzzles,
+        samples=args.train_samples,
+        max_per_puzzle=4,
+        eval_puzzles=args.eval_puzzles,
+        eval_samples=10,
+        ks=(1, 10),
+        seed=args.seed,
+        finetune=FinetuneSettings(method="lora", epochs=args.epochs),
+    )
+    start = time.perf_counter()
+    steps = SolveLoop(settings, log=log).run()
+    print(
+        f"\nexpert iteration: {args.train_puzzles} training puzzles x {args.train_samples} samples;"
+        f" {args.eval_puzzles} held-out puzzles x 10 samples"
+    )
+    print(
+        f"{'arm':<8}{'iter':>5}{'sampled':>9}{'verified':>10}{'puzzles':>9}{'trained on':>12}"
+        f"{'pass@1':>9}{'pass@10':>9}   seconds (sample / finetune / evaluate)"
+    )
+    for s in steps:
+        kinds = ("sample", "finetune", "evaluate")
+        seconds = " / ".join(f"{s.seconds.get(k, 0):.0f}" for k in kinds)
+        print(
+            f"{s.arm:<8}{s.iteration:>5}{s.sampled:>9}{s.verified:>10}{s.puzzles_solved:>9}"
+            f"{s.training_pairs:>12}{s.pass_at.get('pass@1', 0):>9.3f}"
+            f"{s.pass_at.get('pass@10', 0):>9.3f}   {seconds}"
+        )
+    base = next(s for s in steps if s.arm == "base")
+    last = max(s.iteration for s in steps)
+    tuned = next(s for s in steps if s.arm == "tuned" and s.iteration == last)
+    control = next(s for s in steps if s.arm == "control" and s.iteration == last)
+    for k in ("pass@1", "pass@10"):
+        print(
+            f"{k}: tuned {tuned.pass_at[k]:.3f}, control {control.pass_at[k]:.3f}, base "
+            f"{base.pass_at[k]:.3f}; tuned / base {ratio(tuned.pass_at[k], base.pass_at[k])}, "
+            f"tuned / control {ratio(tuned.pass_at[k], control.pass_at[k])}"
+        )
+    print(f"({time.perf_counter() - start:.0f} s this session)")
+
+
+def generate_part(args: argparse.Namespace) -> None:
+    settings = ImproveSettings(
+        puzzles=args.puzzles,
+        out_dir=args.out / "generate",
+        iterations=1,
+        eval_puzzles=args.eval_puzzles,
+        samples=10,
+        ks=(1, 10),
+        generate_calls=8,
+        batch_size=16,
+        seed=args.seed,
+        finetune=FinetuneSettings(method="lora", epochs=2),
+    )
+    steps = ImproveLoop(settings, log=log).run()
+    print(f"\n{'arm':<7}{'iter':>5}{'generated':>11}{'verified':>10}{'pass@1':>9}{'pass@10':>9}")
+    for s in steps:
+        print(
+            f"{s.arm:<7}{s.iteration:>5}{s.generated:>11}{s.verified:>10}"
+            f"{s.pass_at.get('pass@1', 0):>9.3f}{s.pass_at.get('pass@10', 0):>9.3f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--puzzles", type=Path, required=True, help="P3-format JSON")
+    parser.add_argument("--puzzles", type=Path, help="P3-format JSON (parts solve, generate)")
+    parser.add_argument("--parts", nargs="+", default=["search", "solve"])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-improve"))
-    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--completions", type=int, default=128, help="search: per search")
+    parser.add_argument("--batch-size", type=int, default=16, help="search: completions per call")
+    parser.add_argument("--train-puzzles", type=int, default=150, help="solve: puzzles sampled")
+    parser.add_argument("--train-samples", type=int, default=4, help="solve: samples per puzzle")
     parser.add_argument("--eval-puzzles", type=int, default=40)
-    parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--generate-calls", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--with-seeds", action="store_true")
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    settings = ImproveSettings(
-        puzzles=args.puzzles,
-        out_dir=args.out,
-        model=args.model,
-        iterations=1,
-        eval_puzzles=args.eval_puzzles,
-        samples=args.samples,
-        ks=(1, 10),
-        generate_calls=args.generate_calls,
-        batch_size=args.batch_size,
-        with_seeds=args.with_seeds,
-        seed=args.seed,
-        finetune=FinetuneSettings(method="lora", epochs=2),
-    )
-    start = time.perf_counter()
-    steps = ImproveLoop(settings, log=lambda line: print(line, flush=True)).run()
-    print()
-    print(
-        f"{'arm':<7}{'iter':>5}{'generated':>11}{'verified':>10}{'trained on':>12}"
-        f"{'cells':>7}{'pass@1':>9}{'pass@10':>9}   seconds (generate / finetune / evaluate)"
-    )
-    for s in steps:
-        secs = " / ".join(
-            f"{s.seconds.get(k, 0):.0f}" for k in ("generate", "finetune", "evaluate")
-        )
-        print(
-            f"{s.arm:<7}{s.iteration:>5}{s.generated:>11}{s.verified:>10}{s.training_examples:>12}"
-            f"{s.diversity.get('cells', 0):>7.0f}{s.pass_at.get('pass@1', 0):>9.3f}"
-            f"{s.pass_at.get('pass@10', 0):>9.3f}   {secs}"
-        )
-    print(
-        f"\nheld-out puzzles: {settings.eval_puzzles}, samples per puzzle: {settings.samples}, "
-        f"total {time.perf_counter() - start:.0f} s"
-    )
+    if {"solve", "generate"} & set(args.parts) and args.puzzles is None:
+        parser.error("--puzzles is needed for the solve and generate parts")
+    parts = {"search": search_part, "solve": solve_part, "generate": generate_part}
+    for part in args.parts:
+        parts[part](args)
 
 
 if __name__ == "__main__":

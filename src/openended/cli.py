@@ -353,14 +353,17 @@ def cmd_improve(args: argparse.Namespace) -> int:
         seed=args.seed or 0,
         finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
     )
-    loop = ImproveLoop(
-        settings, log=lambda line: console.print(line, markup=False, highlight=False)
-    )
+    loop = ImproveLoop(settings, log=_print_line)
     steps = loop.run()
     for step in steps:
         print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
     console.print(f"results: {loop.record_path}  plot: {loop.out / 'improve.png'}")
     return 0
+
+
+def _print_line(line: str) -> None:
+    """A progress line as it is (no rich markup or highlighting)."""
+    console.print(line, markup=False, highlight=False)
 
 
 def _improve_solve(args: argparse.Namespace) -> int:
@@ -383,7 +386,7 @@ def _improve_solve(args: argparse.Namespace) -> int:
         seed=args.seed or 0,
         finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
     )
-    loop = SolveLoop(settings, log=lambda line: console.print(line, markup=False, highlight=False))
+    loop = SolveLoop(settings, log=_print_line)
     for step in loop.run():
         print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
     console.print(f"results: {loop.record_path}")
@@ -406,9 +409,7 @@ def _improve_search(args: argparse.Namespace) -> int:
         min_pairs=args.min_pairs,
         finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
     )
-    loop = SearchImproveLoop(
-        settings, log=lambda line: console.print(line, markup=False, highlight=False)
-    )
+    loop = SearchImproveLoop(settings, log=_print_line)
     for step in loop.run():
         print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.metrics}))
     console.print(f"results: {loop.record_path}  plots: {loop.out / 'plots'}")

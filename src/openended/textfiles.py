@@ -1,5 +1,6 @@
 """Reading the user's text files: a missing, unreadable or non-UTF-8 file is a `UserError`
-that names the file (and, for bad bytes, the line and column), never a UnicodeDecodeError."""
+that names the file (and, for bad bytes, the line and column), never a UnicodeDecodeError.
+Writing records that a kill must never leave half-written."""
 
 from __future__ import annotations
 
@@ -44,3 +45,11 @@ def decode(
             f"{path}: line {line}, column {column}: byte 0x{data[exc.start]:02x} is not UTF-8; "
             f"save the {what} as UTF-8"
         ) from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` under a temporary name beside `path` and rename it into place, so that
+    a reader (or a rerun after a kill) sees the old file or the new one, never half of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)

@@ -28,6 +28,7 @@ from openended.experiments.equations import EquationWorld
 from openended.experiments.metrics import mean_pass_at_k, rare_ngrams, tail_survival
 from openended.experiments.models import SelfTrainingModel
 from openended.experiments.results import ResultsFile
+from openended.textfiles import write_atomically
 
 POLICIES = ("replace", "accumulate", "accumulate-verify", "qd-curated")
 MODELS = ("ngram", "embedded")
@@ -229,7 +230,7 @@ def run_collapse(
                     model.train(training, seed=sample_seed)
                     samples = model.sample(settings.real_lines, sample_seed)
                     row = done or measure(model, real, samples, sample_seed)
-                    _write_atomic(saved, "\n".join(samples))
+                    write_atomically(saved, "\n".join(samples))
                 if done is None:
                     results.add(
                         {
@@ -263,9 +264,3 @@ def _replay(
 def _samples_name(seed: int, policy: str, generation: int) -> str:
     """Generation 0 (trained on the real data) is the same for every policy."""
     return f"seed{seed}-g0.txt" if generation == 0 else f"seed{seed}-{policy}-g{generation}.txt"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text(text)
-    partial.replace(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from openended.errors import UserError
+from openended.textfiles import write_atomically
 
 
 class ExperimentError(UserError, ValueError):
@@ -93,6 +94,4 @@ class ResultsFile:
         return list(self._rows)
 
     def _rewrite(self) -> None:
-        partial = self.path.with_suffix(".partial")
-        partial.write_text("".join(json.dumps(r) + "\n" for r in self._rows))
-        partial.replace(self.path)
+        write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in self._rows))

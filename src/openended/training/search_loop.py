@@ -28,6 +28,7 @@ from openended.config import Config, load_config
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
 from openended.store.run_store import RunStore
+from openended.textfiles import write_atomically
 from openended.training.finetune import (
     FINETUNE_INFO,
     Example,
@@ -163,9 +164,7 @@ class SearchImproveLoop:
             "searches": [asdict(s) for s in self.searches],
             "trainings": [asdict(t) for t in self.trainings],
         }
-        temporary = self.record_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=1))
-        temporary.replace(self.record_path)  # a kill never leaves half a record
+        write_atomically(self.record_path, json.dumps(data, indent=1))
 
     def search_step(self, arm: str, iteration: int) -> SearchStep | None:
         return next((s for s in self.searches if s.arm == arm and s.iteration == iteration), None)

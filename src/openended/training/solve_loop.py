@@ -32,6 +32,7 @@ from openended.domains.puzzles.training_data import puzzle_example
 from openended.domains.puzzles.verify import PuzzleVerifier
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
+from openended.textfiles import write_atomically
 from openended.training.finetune import FINETUNE_INFO, Example, FinetuneSettings, finetune
 from openended.training.pairs import normalised_genome, write_pairs
 from openended.training.search_loop import Trainer
@@ -141,9 +142,7 @@ class SolveLoop:
         self.steps.append(step)
         self.out.mkdir(parents=True, exist_ok=True)
         data = {"settings": self._settings_json(), "steps": [asdict(s) for s in self.steps]}
-        temporary = self.record_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=1))
-        temporary.replace(self.record_path)
+        write_atomically(self.record_path, json.dumps(data, indent=1))
         self.log(
             f"[{step.arm} {step.iteration}] verified {step.verified} of {step.sampled} samples "
             f"({step.puzzles_solved} puzzles), trained on {step.training_pairs}: "
