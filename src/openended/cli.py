@@ -50,6 +50,17 @@ EXIT_MODEL_FAILED = 3
 SIGNAL_EXITS = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
+def _fitted_formula(run_dir: Path, candidate_id: int) -> str | None:
+    """The formula with its fitted numbers, where the genome is a shape (symbolic
+    regression with ``genome_form = "shape"``)."""
+    from openended.store.run_store import RunStore
+
+    with RunStore(run_dir) as store:
+        record = store.candidate(candidate_id)
+    formula = record.details.get("formula") if record is not None else None
+    return formula if isinstance(formula, str) else None
+
+
 def _finish(result: api.RunResult, *, report: bool) -> int:
     """Print how the run ended; the exit status: 0 when it stopped at its budget, else
     non-zero (130 / 143 interrupted, 3 the model failed), with how to continue."""
@@ -63,6 +74,9 @@ def _finish(result: api.RunResult, *, report: bool) -> int:
             markup=False,
             highlight=False,
         )
+        fitted = _fitted_formula(result.run_dir, int(result.best["candidate_id"]))
+        if fitted is not None and fitted != result.best["genome"]:
+            console.print(f"fitted: {fitted}", markup=False, highlight=False)
     if report:
         from openended.report import write_report
 

@@ -38,8 +38,12 @@ async def test_linear_scaling_makes_a_formula_right_up_to_scale_right() -> None:
     domain = make(noise=0.0, fit_constants=False)
     (scaled,) = await domain.evaluate(["m*(v**2 + u**2 + w**2)"])
     assert scaled.fitness == pytest.approx(0.0, abs=1e-12)
-    assert scaled.genome == "0.5 * (m * (v ** 2 + u ** 2 + w ** 2))"  # the fitted formula
+    assert scaled.details["formula"] == "0.5 * (m * (v ** 2 + u ** 2 + w ** 2))"
     assert scaled.details["scale"] == pytest.approx([0.0, 0.5], abs=1e-9)
+    assert scaled.genome == "m * (v ** 2 + u ** 2 + w ** 2)"  # the shape: what scaling refits
+    fitted = make(noise=0.0, fit_constants=False, genome_form="fitted")
+    (written,) = await fitted.evaluate(["m*(v**2 + u**2 + w**2)"])
+    assert written.genome == "0.5 * (m * (v ** 2 + u ** 2 + w ** 2))"  # the fitted formula
 
 
 async def test_free_constants_are_fitted_and_stored() -> None:

@@ -67,11 +67,11 @@ class SymbolicRegressionConfig(BaseModel):
             return "global" if value else "off"
         return value
 
-    genome_form: Literal["fitted", "shape"] = Field(
-        "fitted",
-        description="what a fitted formula is stored and shown as: the formula with its fitted "
-        "numbers (fitted), or its shape, without the intercept and the terms' multipliers that "
-        "the scaling refits (shape; the fitted formula stays in the candidate's details)",
+    genome_form: Literal["shape", "fitted"] = Field(
+        "shape",
+        description="what a fitted formula is stored and shown to the model as: its shape, "
+        "without the intercept and the terms' multipliers that the scaling refits (shape; the "
+        "fitted formula is in the candidate's details), or the formula with its fitted numbers",
     )
     validation_share: float = Field(
         0.25, gt=0, lt=1, description="data held out to score fitted formulas"
