@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -69,32 +69,30 @@ def select_pairs(
         records = list(store.candidates())
     fitness = {r.id: r.fitness for r in records if r.status == "valid"}
     counts: Counter[str] = Counter(candidates=len(records))
-    chosen: list[tuple[float, CandidateRecord]] = []
+    chosen: list[tuple[float, int, CandidateRecord]] = []  # (gain, best parent, child)
     for record in records:
         if record.status != "valid" or record.fitness is None or not record.parents:
             continue  # seeds have no prompt; unverified children teach nothing
         if not record.prompt or not record.completion:
             continue
         counts["valid children"] += 1
-        parents = [fitness.get(p) for p in record.parents]
-        best_parent = max((f for f in parents if f is not None), default=None)
-        gain = record.fitness - best_parent if best_parent is not None else 0.0
-        if select == "improved" and (best_parent is None or gain <= 0):
+        best = best_parent(record, fitness)
+        gain = record.fitness - best[1] if best is not None else 0.0
+        if select == "improved" and (best is None or gain <= 0):
             continue
         if select == "archive" and not record.added:
             continue
-        chosen.append((gain, record))
+        chosen.append((gain, best[0] if best is not None else record.parents[0], record))
     counts[f"selected ({select})"] = len(chosen)
-    chosen.sort(key=lambda item: (-item[0], item[1].id or 0))  # largest gains first
+    chosen.sort(key=lambda item: (-item[0], item[2].id or 0))  # largest gains first
     seen: set[str] = set()
     per_parent: Counter[int] = Counter()
     kept: list[CandidateRecord] = []
-    for _, record in chosen:
+    for _, parent, record in chosen:
         key = normalised_genome(record.genome or "")
         if key in seen:
             counts["duplicates"] += 1
             continue
-        parent = _best_parent(record, fitness)
         if per_parent[parent] >= max_per_parent:
             counts["over the per-parent cap"] += 1
             continue
@@ -131,8 +129,13 @@ def write_pairs(path: str | Path, examples: Sequence[Example], sources: Sequence
     Path(path).write_text("".join(line + "\n" for line in lines))
 
 
-def _best_parent(record: CandidateRecord, fitness: dict[int | None, float | None]) -> int:
-    scored: Sequence[tuple[float, int]] = [
-        (f, p) for p in record.parents if (f := fitness.get(p)) is not None
-    ]
-    return max(scored)[1] if scored else record.parents[0]
+def best_parent(
+    record: CandidateRecord, fitness: Mapping[int | None, float | None]
+) -> tuple[int, float] | None:
+    """The parent of `record` with the highest fitness (by `fitness`, the valid
+    candidates' fitness by id) and that fitness; None when no parent has one."""
+    scored = [(f, p) for p in record.parents if (f := fitness.get(p)) is not None]
+    if not scored:
+        return None
+    value, parent = max(scored)
+    return parent, value

@@ -36,7 +36,7 @@ from openended.training.finetune import (
     FinetuneSettings,
     finetune,
 )
-from openended.training.pairs import Selection, select_pairs, write_pairs
+from openended.training.pairs import Selection, best_parent, select_pairs, write_pairs
 
 ARMS = ("tuned", "control")
 METRICS = (
@@ -325,8 +325,8 @@ def search_metrics(run_dir: Path) -> dict[str, Any]:
     valid = [r for r in children if r.status == "valid" and r.fitness is not None]
     improved = 0
     for record in valid:
-        parents = [f for p in record.parents if (f := fitness.get(p)) is not None]
-        improved += bool(parents) and record.fitness > max(parents)  # type: ignore[operator]
+        best = best_parent(record, fitness)
+        improved += best is not None and record.fitness > best[1]  # type: ignore[operator]
     count = max(len(children), 1)
     best = last.best_fitness if last is not None else None
     return {
