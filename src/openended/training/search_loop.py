@@ -16,19 +16,19 @@ from its committed batches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from openended.config import Config, load_config
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
 from openended.store.run_store import RunStore
-from openended.textfiles import write_atomically
 from openended.training.finetune import (
     FINETUNE_INFO,
     Example,
@@ -36,6 +36,7 @@ from openended.training.finetune import (
     FinetuneSettings,
     finetune,
 )
+from openended.training.loop_record import read_loop_record, write_loop_record
 from openended.training.pairs import Selection, best_parent, select_pairs, write_pairs
 
 ARMS = ("tuned", "control")
@@ -101,6 +102,9 @@ class TrainStep:
     note: str = ""
 
 
+Step = TypeVar("Step", SearchStep, TrainStep)
+
+
 class SearchImproveLoop:
     """Runs the loop (see the module docstring), writing ``loop.json`` after every step."""
 
@@ -140,31 +144,18 @@ class SearchImproveLoop:
         return json.loads(json.dumps(data, default=str))
 
     def _load(self) -> None:
-        if not self.record_path.is_file():
-            return
-        data = json.loads(self.record_path.read_text())
-        stored, current = data.get("settings", {}), self._settings_json()
-        changed = [
-            key
-            for key in ("resolved_config", "completions", "select", "max_per_parent", "finetune")
-            if stored.get(key) != current.get(key)
-        ]
-        if changed:
-            raise LoopError(
-                f"{self.record_path} was made with other settings ({', '.join(changed)}); "
-                "use another --out folder to start a new loop"
-            )
+        keys = ("resolved_config", "completions", "select", "max_per_parent", "finetune")
+        data = read_loop_record(self.record_path, self._settings_json(), keys, LoopError)
         self.searches = [SearchStep(**s) for s in data.get("searches", [])]
         self.trainings = [TrainStep(**t) for t in data.get("trainings", [])]
 
     def _save(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        data = {
-            "settings": self._settings_json(),
-            "searches": [asdict(s) for s in self.searches],
-            "trainings": [asdict(t) for t in self.trainings],
-        }
-        write_atomically(self.record_path, json.dumps(data, indent=1))
+        write_loop_record(
+            self.record_path,
+            self._settings_json(),
+            searches=[asdict(s) for s in self.searches],
+            trainings=[asdict(t) for t in self.trainings],
+        )
 
     def search_step(self, arm: str, iteration: int) -> SearchStep | None:
         return next((s for s in self.searches if s.arm == arm and s.iteration == iteration), None)
@@ -183,9 +174,7 @@ class SearchImproveLoop:
                 tuned = self._search("tuned", iteration, model)
             if self.search_step("control", iteration) is None:
                 if model == base:  # the same model and seed: the same search
-                    self._record(
-                        SearchStep(**{**asdict(tuned), "arm": "control"}),
-                    )
+                    self._record(dataclasses.replace(tuned, arm="control"))
                 else:
                     self._search("control", iteration, base)
             if iteration < self.settings.iterations:
@@ -194,7 +183,7 @@ class SearchImproveLoop:
         self.plot()
         return self.searches
 
-    def _record(self, step: SearchStep | TrainStep) -> None:
+    def _record(self, step: Step) -> Step:
         if isinstance(step, SearchStep):
             self.searches.append(step)
             m = step.metrics
@@ -208,6 +197,7 @@ class SearchImproveLoop:
             self.trainings.append(step)
             self.log(f"[train {step.iteration}] {step.pairs} pairs -> {step.model} {step.note}")
         self._save()
+        return step
 
     def _search(self, arm: str, iteration: int, model: str) -> SearchStep:
         from openended import api
@@ -262,7 +252,7 @@ class SearchImproveLoop:
             sources += [f"{step.run_dir}:{i}" for i in found.ids]
         if len(examples) < s.min_pairs:
             note = f"(fewer than {s.min_pairs} pairs: the model is not changed)"
-            return self._record_training(TrainStep(iteration, model, len(examples), 0.0, note))
+            return self._record(TrainStep(iteration, model, len(examples), 0.0, note))
         start = time.perf_counter()
         if not (folder / FINETUNE_INFO).is_file():  # a finished fine-tune is kept
             self.log(f"[train {iteration}] fine-tuning on {len(examples)} pairs")
@@ -275,11 +265,7 @@ class SearchImproveLoop:
             )
             write_pairs(folder / "training_pairs.jsonl", examples, sources)
         seconds = round(time.perf_counter() - start, 1)
-        return self._record_training(TrainStep(iteration, str(folder), len(examples), seconds))
-
-    def _record_training(self, step: TrainStep) -> TrainStep:
-        self._record(step)
-        return step
+        return self._record(TrainStep(iteration, str(folder), len(examples), seconds))
 
     def _tuned_runs(self, iteration: int) -> list[SearchStep]:
         return [s for s in self.searches if s.arm == "tuned" and s.iteration <= iteration]

@@ -32,8 +32,8 @@ from openended.domains.puzzles.training_data import puzzle_example
 from openended.domains.puzzles.verify import PuzzleVerifier
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
-from openended.textfiles import write_atomically
 from openended.training.finetune import FINETUNE_INFO, Example, FinetuneSettings, finetune
+from openended.training.loop_record import read_loop_record, write_loop_record
 from openended.training.pairs import normalised_genome, write_pairs
 from openended.training.search_loop import Trainer
 
@@ -126,23 +126,15 @@ class SolveLoop:
         return data
 
     def _load(self) -> list[SolveStep]:
-        if not self.record_path.is_file():
-            return []
-        data = json.loads(self.record_path.read_text())
-        stored, current = data.get("settings", {}), self._settings_json()
-        changed = [key for key in current if stored.get(key) != current[key]]
-        if changed:
-            raise SolveLoopError(
-                f"{self.record_path} was made with other settings ({', '.join(changed)}); "
-                "use another --out folder to start a new loop"
-            )
+        current = self._settings_json()
+        data = read_loop_record(self.record_path, current, current, SolveLoopError)
         return [SolveStep(**s) for s in data.get("steps", [])]
 
     def _record(self, step: SolveStep) -> SolveStep:
         self.steps.append(step)
-        self.out.mkdir(parents=True, exist_ok=True)
-        data = {"settings": self._settings_json(), "steps": [asdict(s) for s in self.steps]}
-        write_atomically(self.record_path, json.dumps(data, indent=1))
+        write_loop_record(
+            self.record_path, self._settings_json(), steps=[asdict(s) for s in self.steps]
+        )
         self.log(
             f"[{step.arm} {step.iteration}] verified {step.verified} of {step.sampled} samples "
             f"({step.puzzles_solved} puzzles), trained on {step.training_pairs}: "
