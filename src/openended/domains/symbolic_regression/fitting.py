@@ -454,16 +454,16 @@ def _constant_factor(body: ast.AST, constants: Mapping[str, float]) -> tuple[str
     -1), into which a term's multiplier folds."""
     node = body
     while True:
-        if _named_constant(node, constants):
-            return _named_constant(node, constants), 1  # type: ignore[return-value]
+        if name := _named_constant(node, constants):
+            return name, 1
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
             for side in (node.left, node.right):
-                if _named_constant(side, constants):
-                    return _named_constant(side, constants), 1  # type: ignore[return-value]
+                if name := _named_constant(side, constants):
+                    return name, 1
             node = node.left
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            if _named_constant(node.right, constants):
-                return _named_constant(node.right, constants), -1  # type: ignore[return-value]
+            if name := _named_constant(node.right, constants):
+                return name, -1
             node = node.left
         else:
             return None
