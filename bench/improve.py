@@ -20,11 +20,14 @@ Steps already done in `--out` are not redone (delete the folder to start over).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import Any
 
+from openended.domains.puzzles.training_data import puzzle_example
 from openended.improve import ImproveLoop, ImproveSettings
-from openended.training.finetune import FinetuneSettings
+from openended.training.finetune import FINETUNE_INFO, FinetuneSettings, finetune
 from openended.training.search_loop import LoopSettings, SearchImproveLoop
 from openended.training.solve_loop import SolveLoop, SolveLoopSettings
 
@@ -37,6 +40,15 @@ def log(line: str) -> None:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else ("inf" if a else "-")
+
+
+def training_settings(args: argparse.Namespace) -> FinetuneSettings:
+    return FinetuneSettings(
+        method=args.method,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.train_batch_size,
+    )
 
 
 def search_part(args: argparse.Namespace) -> None:
@@ -55,8 +67,9 @@ def search_part(args: argparse.Namespace) -> None:
         iterations=2,
         completions=args.completions,
         select="valid",
+        max_per_parent=args.max_per_parent,
         min_pairs=4,
-        finetune=FinetuneSettings(method="lora", epochs=args.epochs),
+        finetune=training_settings(args),
     )
     start = time.perf_counter()
     loop = SearchImproveLoop(settings, log=log)
@@ -97,11 +110,13 @@ def solve_part(args: argparse.Namespace) -> None:
         eval_puzzles=args.eval_puzzles,
         eval_samples=10,
         ks=(1, 10),
+        max_tokens=args.max_tokens,
         seed=args.seed,
-        finetune=FinetuneSettings(method="lora", epochs=args.epochs),
+        finetune=training_settings(args),
     )
     start = time.perf_counter()
-    steps = SolveLoop(settings, log=log).run()
+    loop = SolveLoop(settings, log=log)
+    steps = loop.run()
     print(
         f"\nexpert iteration: {args.train_puzzles} training puzzles x {args.train_samples} samples;"
         f" {args.eval_puzzles} held-out puzzles x 10 samples"
@@ -128,7 +143,37 @@ def solve_part(args: argparse.Namespace) -> None:
             f"{base.pass_at[k]:.3f}; tuned / base {ratio(tuned.pass_at[k], base.pass_at[k])}, "
             f"tuned / control {ratio(tuned.pass_at[k], control.pass_at[k])}"
         )
+    if args.reference:
+        reference = reference_arm(args, loop)
+        print(
+            f"reference (trained on the P3 reference solutions of the {len(loop.train)} training "
+            f"puzzles, {reference['pairs']} pairs): "
+            + ", ".join(
+                f"{k} {v:.3f} ({ratio(v, base.pass_at[k])} base)"
+                for k, v in reference["pass_at"].items()
+            )
+        )
     print(f"({time.perf_counter() - start:.0f} s this session)")
+
+
+def reference_arm(args: argparse.Namespace, loop: SolveLoop) -> dict[str, Any]:
+    """What supervised training on these puzzle families can give at all: fine-tune on the
+    reference solutions (P3's ``sol_bodies``, at most 4 per puzzle) of the same training
+    puzzles and measure held-out pass@k at iteration 1's seed. Not expert iteration (the
+    model never wrote these); a ceiling for it."""
+    record = args.out / "solve" / "reference.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    examples = [
+        puzzle_example(puzzle, body) for puzzle in loop.train for body in puzzle.sol_bodies[:4]
+    ]
+    folder = args.out / "solve" / "reference" / "model"
+    if not (folder / FINETUNE_INFO).is_file():
+        log(f"[reference] fine-tuning on {len(examples)} reference solutions")
+        finetune("embedded", examples, folder, training_settings(args), progress=log)
+    result = {"pairs": len(examples), "pass_at": loop.evaluate(str(folder), args.seed + 1)}
+    record.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def generate_part(args: argparse.Namespace) -> None:
@@ -163,7 +208,19 @@ def main() -> None:
     parser.add_argument("--train-puzzles", type=int, default=150, help="solve: puzzles sampled")
     parser.add_argument("--train-samples", type=int, default=4, help="solve: samples per puzzle")
     parser.add_argument("--eval-puzzles", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=128, help="solve: per solution")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="solve: also train on P3's reference solutions of the training puzzles (a ceiling)",
+    )
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--method", choices=("lora", "full"), default="lora")
+    parser.add_argument("--learning-rate", type=float, help="default: the method's")
+    parser.add_argument("--train-batch-size", type=int, default=8)
+    parser.add_argument(
+        "--max-per-parent", type=int, default=4, help="search: pairs one parent may give"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if {"solve", "generate"} & set(args.parts) and args.puzzles is None:

@@ -396,6 +396,7 @@ def _improve_solve(args: argparse.Namespace) -> int:
         max_per_puzzle=args.max_per_puzzle,
         eval_puzzles=args.eval_puzzles,
         eval_samples=args.samples,
+        max_tokens=args.max_tokens,
         min_pairs=args.min_pairs,
         seed=args.seed or 0,
         finetune=FinetuneSettings(method=args.method, epochs=args.epochs),
@@ -730,6 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
     improve.add_argument("--held-out", type=float, default=0.3, help="share of families held out")
     improve.add_argument("--eval-puzzles", type=int, default=40)
     improve.add_argument("--samples", type=int, default=10, help="samples per held-out puzzle")
+    improve.add_argument(
+        "--max-tokens", type=int, default=128, help="--solve: tokens per sampled solution"
+    )
     improve.add_argument("--generate-calls", type=int, default=8, help="LM calls per iteration")
     improve.add_argument("--batch-size", type=int, default=16, help="completions per LM call")
     improve.add_argument("--max-seeds", type=int, default=32)

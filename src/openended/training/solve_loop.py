@@ -59,6 +59,8 @@ class SolveLoopSettings:
     eval_puzzles: int = 60
     eval_samples: int = 10
     ks: tuple[int, ...] = (1, 10)
+    max_tokens: int = 128
+    """Per sampled solution (training and held-out alike)."""
     min_pairs: int = 8
     seed: int = 0
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
@@ -151,7 +153,7 @@ class SolveLoop:
         s = self.settings
         if self.step("base", 0) is None:
             start = time.perf_counter()
-            base = SolveStep("base", 0, s.model, pass_at=self._evaluate(s.model, s.seed))
+            base = SolveStep("base", 0, s.model, pass_at=self.evaluate(s.model, s.seed))
             base.seconds["evaluate"] = round(time.perf_counter() - start, 1)
             self._record(base)
         for arm in ("tuned", "control"):
@@ -194,7 +196,7 @@ class SolveLoop:
                 step.seconds["finetune"] = round(time.perf_counter() - start, 1)
                 step.model, step.training_pairs = str(folder), len(examples)
         start = time.perf_counter()
-        step.pass_at = self._evaluate(step.model, s.seed + iteration)
+        step.pass_at = self.evaluate(step.model, s.seed + iteration)
         step.seconds["evaluate"] = round(time.perf_counter() - start, 1)
         return step
 
@@ -239,7 +241,8 @@ class SolveLoop:
     def _sample(self, model: str, seed: int) -> SolveReport:
         return self._solve(model, self.train, self.settings.samples, seed, "training")
 
-    def _evaluate(self, model: str, seed: int) -> dict[str, float]:
+    def evaluate(self, model: str, seed: int) -> dict[str, float]:
+        """Held-out pass@k of `model` (a name or folder), sampled with `seed`."""
         report = self._solve(model, self.eval_set, self.settings.eval_samples, seed, "held-out")
         ks = [k for k in self.settings.ks if k <= self.settings.eval_samples]
         return {f"pass@{k}": round(report.pass_at(k), 4) for k in ks}
@@ -256,7 +259,13 @@ class SolveLoop:
         async def go() -> SolveReport:
             with PuzzleVerifier() as verifier:
                 return await solve_puzzles(
-                    lm, puzzles, verifier, samples=samples, seed=seed, progress=progress
+                    lm,
+                    puzzles,
+                    verifier,
+                    samples=samples,
+                    seed=seed,
+                    max_tokens=self.settings.max_tokens,
+                    progress=progress,
                 )
 
         return asyncio.run(go())
