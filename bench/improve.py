@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openended.domains.puzzles.training_data import puzzle_example
-from openended.improve import ImproveLoop, ImproveSettings
-from openended.training.finetune import FINETUNE_INFO, FinetuneSettings, finetune
-from openended.training.search_loop import LoopSettings, SearchImproveLoop
-from openended.training.solve_loop import SolveLoop, SolveLoopSettings
+from openended.apps.training.finetune import FINETUNE_INFO, FinetuneSettings, finetune
+from openended.apps.training.generate_loop import ImproveLoop, ImproveSettings
+from openended.apps.training.puzzle_data import puzzle_example
+from openended.apps.training.search_loop import LoopSettings, SearchImproveLoop
+from openended.apps.training.solve_loop import SolveLoop, SolveLoopSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bin_packing"
 

@@ -126,7 +126,7 @@ def openevolve_python(version: str) -> Path:
 def start_server() -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "openended.cli", "serve-model", "--port", str(port)],
+        [sys.executable, "-m", "openended.apps.cli", "serve-model", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -157,7 +157,7 @@ def run_openended(
     command = [
         sys.executable,
         "-m",
-        "openended.cli",
+        "openended.apps.cli",
         "evolve",
         str(task / "initial_program.py"),
         str(task / "evaluator.py"),

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from openended.ranking.schedule import (
+from openended.apps.ranking.schedule import (
     Judgment,
     KnockoutThenBT,
     MergeInsertionSort,

@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def start(batching: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "openended.cli", "serve-model", "--port", str(port)]
+    command = [sys.executable, "-m", "openended.apps.cli", "serve-model", "--port", str(port)]
     if not batching:
         command.append("--no-batching")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

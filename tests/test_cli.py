@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import openended
-from openended.cli import main
+from openended.apps.cli import main
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from openended.cli import main
+from openended.apps.cli import main
 
 DEAD_MODEL = "http://127.0.0.1:9/v1"  # the inputs fail before a model is needed
 
@@ -161,7 +161,7 @@ def test_debug_shows_pythons_traceback(tmp_path: Path) -> None:
 
 
 def test_an_internal_error_is_one_line_too(monkeypatch, tmp_path: Path, capsys) -> None:
-    from openended import cli
+    from openended.apps import cli
 
     def broken(args: object) -> int:
         raise ZeroDivisionError("a bug")

@@ -28,7 +28,7 @@ SMALL = [
 
 def openended(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "openended.cli", *args],
+        [sys.executable, "-m", "openended.apps.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -69,7 +69,7 @@ def test_sigkill_then_resume_on_the_command_line(tmp_path: Path, embedded_model_
         [
             sys.executable,
             "-m",
-            "openended.cli",
+            "openended.apps.cli",
             "run",
             "--runs-dir",
             str(tmp_path),

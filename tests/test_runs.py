@@ -26,8 +26,9 @@ import pytest
 
 import openended
 from openended import api
-from openended.cli import main
-from openended.progress import budget_progress
+from openended.apps.cli import main
+from openended.apps.progress import budget_progress
+from openended.run_dir import RunDir
 from openended.store import RunStore
 from openended.store.run_store import BatchMetrics, CandidateRecord, StoreError
 from tests.fault_server import FaultServer
@@ -127,7 +128,7 @@ def test_a_budget_turned_off_stays_off_on_resume(small_config, scripted_lm) -> N
     before = rows(first.run_dir)
     again = openended.resume(first.run_dir, overrides=["budget.max_evaluations=40"], lm=scripted_lm)
     assert again.outcome.stopped_by == "budget: evaluations (40)"
-    assert api.load_run_config(first.run_dir).budget.active() == {"evaluations": 40}
+    assert RunDir(first.run_dir).config().budget.active() == {"evaluations": 40}
     assert rows(first.run_dir)[: len(before)] == before
 
 
@@ -165,7 +166,7 @@ def test_a_second_writer_is_refused_naming_the_first(run_dir: Path, scripted_lm,
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "openended.cli", *args]
+    return [sys.executable, "-m", "openended.apps.cli", *args]
 
 
 @pytest.mark.slow
@@ -394,10 +395,10 @@ def test_fork_continues_a_copy_with_a_changed_problem(run_dir: Path, scripted_lm
     )
     fork = run_dir.parent / "forked"
     assert result.run_dir == fork
-    assert api.load_run_config(fork).domain["target"] == "I.12.4"
+    assert RunDir(fork).config().domain["target"] == "I.12.4"
     assert rows(fork)[: len(before)] == before and result.outcome.metrics.evaluations == 40
     assert rows(run_dir) == before  # the original is untouched
-    assert "target" not in api.load_run_config(run_dir).domain
+    assert "target" not in RunDir(run_dir).config().domain
 
 
 # -- 8. budgets that do not surprise ------------------------------------------------------

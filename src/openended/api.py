@@ -26,8 +26,9 @@ from openended.config import Config, load_config
 from openended.domains import domain_class
 from openended.domains.base import Domain
 from openended.engine.search import Search, SearchOutcome
-from openended.executor import Evaluator, build_evaluator
+from openended.executor import Evaluator, LocalEvaluator
 from openended.lm.base import LanguageModel
+from openended.run_dir import RunDir
 from openended.store.lock import RunLock
 from openended.store.run_store import BatchMetrics, RunStore, StoreError, write_config
 
@@ -95,24 +96,22 @@ def _language_model(config: Config) -> LanguageModel:
 # -- run directories -----------------------------------------------------------------------
 
 
-def run_state(run_dir: Path) -> str:
-    """``"free"`` (nothing there), ``"created"`` (config, no store: nothing committed),
-    ``"run"`` (config and store), ``"store only"`` (a store without its config)."""
-    run_dir = Path(run_dir)
-    config = (run_dir / RunStore.CONFIG_NAME).is_file()
-    store = (run_dir / RunStore.DB_NAME).exists()
-    if config:
-        return "run" if store else "created"
-    return "store only" if store else "free"
-
-
 def _new_run_dir(config: Config) -> Path:
     name = config.name or f"{config.domain_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(config.runs_dir) / name
 
 
+def build_evaluator(config: Config, domain: Domain) -> Evaluator:
+    """The evaluator that `[executor] kind` names (Ray's only imported when asked for)."""
+    if config.executor.kind == "ray":
+        from openended.executor.ray_backend import RayEvaluator
+
+        return RayEvaluator(config, domain)
+    return LocalEvaluator(domain)
+
+
 def _check_free(run_dir: Path) -> None:
-    state = run_state(run_dir)
+    state = RunDir(run_dir).state
     if state in ("run", "created"):
         raise StoreError(
             f"{run_dir} already holds a run; continue it with `openended resume {run_dir}`, "
@@ -123,20 +122,6 @@ def _check_free(run_dir: Path) -> None:
             f"{run_dir} holds a run store but no config.toml (an older openended was stopped "
             "while creating it); remove the folder or choose another name"
         )
-
-
-def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> Config:
-    """The config a run was started with (from its ``config.toml``), plus overrides."""
-    run_dir = Path(run_dir)
-    state = run_state(run_dir)
-    if state == "free":
-        raise StoreError(f"{run_dir} is not an openended run directory (no config.toml)")
-    if state == "store only":
-        raise StoreError(
-            f"{run_dir} holds a run store but no config.toml (an older openended was stopped "
-            "while creating it): it cannot be resumed; start a new run"
-        )
-    return load_config(run_dir / RunStore.CONFIG_NAME, overrides)
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
@@ -198,7 +183,7 @@ def _execute(
             if create:
                 _check_free(run_dir)
                 write_config(run_dir, config.to_toml())
-            new_store = run_state(run_dir) == "created"
+            new_store = RunDir(run_dir).state == "created"
             with RunStore(run_dir, create=new_store) as store:
                 if new_store:
                     store.set_meta("model_id", lm.model_id)
@@ -373,12 +358,12 @@ def resume(
     if fork is not None:
         directory = fork_run(directory, Path(fork), overrides)
         overrides = ()
-    stored = load_run_config(directory)
+    stored = RunDir(directory).config()
     with RunLock(directory):
-        if run_state(directory) == "run":
+        if RunDir(directory).state == "run":
             with RunStore(directory):  # refuses a damaged store before anything is loaded
                 pass
-        config = load_run_config(directory, overrides)
+        config = RunDir(directory).config(overrides)
         refused = [k for k in changed_keys(stored, config) if not k.startswith(RESUMABLE)]
         if refused:
             raise StoreError(
@@ -406,12 +391,12 @@ def fork_run(run_dir: Path, target: Path, overrides: Sequence[str] = ()) -> Path
     into `target`, a new run directory; returns `target`."""
     if not target.is_absolute() and target.parent == Path("."):
         target = Path(run_dir).parent / target
-    config = load_run_config(run_dir, overrides)
+    config = RunDir(run_dir).config(overrides)
     _check_free(target)
     with RunLock(target):
         _check_free(target)
         write_config(target, config.model_copy(update={"name": target.name}).to_toml())
-        if run_state(run_dir) == "run":
+        if RunDir(run_dir).state == "run":
             with RunStore(run_dir) as source:
                 try:
                     with sqlite3.connect(target / RunStore.DB_NAME) as copy:
@@ -437,8 +422,6 @@ __all__ = [
     "build_domain",
     "changed_keys",
     "fork_run",
-    "load_run_config",
     "resume",
     "run",
-    "run_state",
 ]

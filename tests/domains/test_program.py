@@ -344,8 +344,8 @@ def test_unknown_domain_key(task: dict) -> None:
 def test_cli_evolve_errors_cleanly_and_the_best_program_is_written(
     task: dict, tmp_path: Path, capsys
 ) -> None:
-    from openended.cli import main
-    from openended.evolve import write_best_program
+    from openended.apps.cli import main
+    from openended.apps.evolve import write_best_program
 
     code = main(
         [
@@ -369,8 +369,8 @@ def test_cli_evolve_errors_cleanly_and_the_best_program_is_written(
 
 def test_every_finish_rewrites_best_program_py(task: dict, capsys) -> None:
     """`openended resume` of an evolve run writes the new best program, not the old one."""
-    from openended.cli import _finish
-    from openended.evolve import write_best_program
+    from openended.apps.cli import _finish
+    from openended.apps.evolve import write_best_program
 
     first = openended.run(task, lm=ScriptedLM(scripted))
     stale = first.run_dir / "best_program.py"

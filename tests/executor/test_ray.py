@@ -209,7 +209,7 @@ def test_executor_settings_are_checked() -> None:
 
 
 def test_the_command_line_sets_the_executor() -> None:
-    from openended.cli import _overrides, build_parser
+    from openended.apps.cli import _overrides, build_parser
 
     for command in (["run"], ["evolve", "a.py", "b.py"], ["resume", "runs/x"]):
         args = build_parser().parse_args(

@@ -48,7 +48,7 @@ def test_unreachable_registry_gives_a_clear_error(tmp_path: Path) -> None:
         "PIP_NO_CACHE_DIR": "1",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "openended.cli", "model", "fetch"],
+        [sys.executable, "-m", "openended.apps.cli", "model", "fetch"],
         capture_output=True,
         text=True,
         env=env,
@@ -63,7 +63,7 @@ def test_unreachable_registry_gives_a_clear_error(tmp_path: Path) -> None:
 
 def test_model_info_command(embedded_model_dir: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "openended.cli", "model", "info"],
+        [sys.executable, "-m", "openended.apps.cli", "model", "info"],
         capture_output=True,
         text=True,
         timeout=120,

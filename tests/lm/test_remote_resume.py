@@ -28,7 +28,7 @@ def test_sigkill_with_requests_in_flight_then_resume(tmp_path: Path) -> None:
         command = [
             sys.executable,
             "-m",
-            "openended.cli",
+            "openended.apps.cli",
             "run",
             "--runs-dir",
             str(tmp_path),

@@ -37,7 +37,7 @@ def server(embedded_model_dir: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "openended.cli",
+            "openended.apps.cli",
             "serve-model",
             "--port",
             str(port),

@@ -4,6 +4,6 @@ default: asyncio and the domain's sandbox pool) or on a Ray cluster (Moritz et a
 the run store stay in the driver either way: workers return evaluations, the driver
 alone writes them."""
 
-from openended.executor.base import Evaluator, ExecutorError, LocalEvaluator, build_evaluator
+from openended.executor.base import Evaluator, ExecutorError, LocalEvaluator
 
-__all__ = ["Evaluator", "ExecutorError", "LocalEvaluator", "build_evaluator"]
+__all__ = ["Evaluator", "ExecutorError", "LocalEvaluator"]

@@ -9,7 +9,7 @@ from openended.domains.base import Domain, Evaluation
 from openended.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from openended.config import Config
+    pass
 
 
 class ExecutorError(InfrastructureError):
@@ -37,12 +37,3 @@ class LocalEvaluator:
 
     def close(self) -> None:
         """Nothing to release: the domain is closed by whoever made it."""
-
-
-def build_evaluator(config: Config, domain: Domain) -> Evaluator:
-    """The evaluator that `[executor] kind` names."""
-    if config.executor.kind == "ray":
-        from openended.executor.ray_backend import RayEvaluator
-
-        return RayEvaluator(config, domain)
-    return LocalEvaluator(domain)

@@ -142,7 +142,7 @@ def test_augment_fills_cells_and_exports_with_provenance(tmp_path: Path) -> None
         '[[axes]]\nname = "topic"\ndescription = "about what"\n'
         'labels = ["roots", "leaves", "seeds"]\n'
     )
-    from openended.domains.text.augment import augment_config, export_augmented
+    from openended.apps.augment import augment_config, export_augmented
 
     config = augment_config(
         data, axes, runs_dir=tmp_path / "runs", name="aug", max_lm_calls=2, batch_size=6
@@ -296,7 +296,7 @@ def test_the_completion_cache_passes_log_probability_readers_through(tmp_path: P
 def test_augment_export_labels_come_from_the_judge_with_embedding_descriptors(
     tmp_path: Path,
 ) -> None:
-    from openended.domains.text.augment import export_augmented
+    from openended.apps.augment import export_augmented
 
     result = embedding_run(tmp_path)
     rows = [

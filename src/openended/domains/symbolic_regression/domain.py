@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+import openended.domains.symbolic_regression.data as regression_data
 from openended.domains.base import Axis, Evaluation
-from openended.domains.symbolic_regression import data as regression_data
 from openended.domains.symbolic_regression.expression import (
     CompiledExpression,
     ExpressionError,

@@ -1,0 +1,196 @@
+"""The ranking web app: FastAPI plus one plain HTML/JS page (no front-end build step).
+
+Raters open ``/?token=...``; the page asks ``GET /api/pair`` for the pair due and posts
+each choice to ``POST /api/judgments``; the answer carries the next pair, so a pair is
+only shown once the previous judgment is committed. Admin endpoints (QC, exports) need
+the admin token.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from openended.apps.ranking import export
+from openended.apps.ranking.render import highlight_css, render
+from openended.apps.ranking.session import Due, RankingSession, RankRequestError
+from openended.apps.ranking.store import StoredJudgment
+
+
+class JudgmentIn(BaseModel):
+    """A choice on the pair shown: ids of the left and right candidates, as shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_id: str
+    step: int = Field(ge=0)
+    left: str
+    right: str
+    result: Literal["left", "right", "tie", "both_bad"]
+    seconds: float | None = Field(
+        None, ge=0, le=86400, allow_inf_nan=False, description="time the rater took"
+    )
+
+
+class UndoIn(BaseModel):
+    """Which judgment to withdraw: it must be the rater's latest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judgment_id: int
+
+
+def _token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    token = request.query_params.get("token")
+    if not token:
+        raise HTTPException(401, "missing token: send 'Authorization: Bearer TOKEN' or ?token=")
+    return token
+
+
+def create_app(session: RankingSession) -> FastAPI:
+    """The app for one ranking session."""
+    store = session.store
+    app = FastAPI(title="openended rank", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RankRequestError)
+    def _refused(_: Request, exc: RankRequestError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    def identify(request: Request) -> tuple[str, bool]:
+        found = store.rater_for_token(_token(request))
+        if found is None:
+            raise HTTPException(401, "unknown token: ask the session's admin for your link")
+        return found
+
+    def rater(who: tuple[str, bool] = Depends(identify)) -> str:
+        name, admin = who
+        if admin:
+            raise HTTPException(403, "the admin token cannot judge; open a rater's link")
+        return name
+
+    def admin(who: tuple[str, bool] = Depends(identify)) -> str:
+        name, is_admin = who
+        if not is_admin:
+            raise HTTPException(403, "this needs the admin token")
+        return name
+
+    def pair_view(name: str, due: Due | None) -> dict[str, Any]:
+        progress = session.progress(name, due)
+        last = session.last_judgment(name)
+        undoable = last.id if last is not None else None
+        if due is None:
+            choices = []
+            for k, prompt in enumerate(session.prompts):
+                best = prompt.candidates[session.rater_choice(name, k)]
+                choices.append(
+                    {
+                        "prompt_id": prompt.id,
+                        "prompt": prompt.prompt,
+                        "candidate_id": best.id,
+                        "html": render(best.text, prompt.language),
+                    }
+                )
+            return {
+                "done": True,
+                "rater": name,
+                "progress": progress,
+                "choices": choices,
+                "last_judgment_id": undoable,
+            }
+        prompt = session.prompts[due.prompt_idx]
+        left, right = prompt.candidates[due.left], prompt.candidates[due.right]
+        return {
+            "done": False,
+            "rater": name,
+            "prompt_id": prompt.id,
+            "prompt": prompt.prompt,
+            "step": due.step,
+            "left": {"id": left.id, "html": render(left.text, prompt.language)},
+            "right": {"id": right.id, "html": render(right.text, prompt.language)},
+            "progress": progress,
+            "last_judgment_id": undoable,
+        }
+
+    def judgment_view(j: StoredJudgment) -> dict[str, Any]:
+        prompt = session.prompts[j.prompt_idx]
+        return {
+            "id": j.id,
+            "prompt_id": prompt.id,
+            "step": j.step,
+            "left": prompt.candidates[j.left_idx].id,
+            "right": prompt.candidates[j.right_idx].id,
+            "result": j.result,
+            "created": j.created,
+            "undone": j.undone,
+        }
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return resources.files("openended.apps.ranking").joinpath("page.html").read_text()
+
+    @app.get("/highlight.css")
+    def css() -> Response:
+        return Response(highlight_css(), media_type="text/css")
+
+    @app.get("/api/pair")
+    def pair(name: str = Depends(rater)) -> dict[str, Any]:
+        return pair_view(name, session.due(name))
+
+    @app.post("/api/judgments", status_code=201)
+    def judge(body: JudgmentIn, name: str = Depends(rater)) -> dict[str, Any]:
+        judgment = session.submit(
+            name,
+            prompt_id=body.prompt_id,
+            step=body.step,
+            left_id=body.left,
+            right_id=body.right,
+            result=body.result,
+            seconds=body.seconds,
+        )
+        return {"judgment": judgment_view(judgment), "next": pair_view(name, session.due(name))}
+
+    @app.post("/api/undo")
+    def undo(body: UndoIn, name: str = Depends(rater)) -> dict[str, Any]:
+        undone = session.undo(name, body.judgment_id)
+        return {"undone": judgment_view(undone), "next": pair_view(name, session.due(name))}
+
+    @app.get("/api/judgments")
+    def mine(name: str = Depends(rater)) -> list[dict[str, Any]]:
+        return [judgment_view(j) for j in store.judgments(rater=name, include_undone=True)]
+
+    @app.get("/api/admin/status")
+    def status(_: str = Depends(admin)) -> dict[str, Any]:
+        raters = {}
+        for name in store.raters():
+            due = session.due(name)
+            raters[name] = {
+                "judgments": len(store.judgments(rater=name)),
+                "done": due is None,
+                "progress": session.progress(name, due),
+            }
+        return {"settings": session.settings(), "prompts": len(session.prompts), "raters": raters}
+
+    @app.get("/api/admin/qc")
+    def qc(_: str = Depends(admin)) -> dict[str, Any]:
+        return export.qc(session)
+
+    @app.get("/api/admin/scores")
+    def scores(_: str = Depends(admin)) -> list[dict[str, Any]]:
+        return export.scores(session)
+
+    @app.get("/api/admin/preferences.jsonl", response_class=PlainTextResponse)
+    def preferences(_: str = Depends(admin)) -> str:
+        return export.jsonl_text(export.preferences(session))
+
+    @app.get("/api/admin/events.jsonl", response_class=PlainTextResponse)
+    def events(_: str = Depends(admin)) -> str:
+        return export.jsonl_text(store.events())
+
+    return app

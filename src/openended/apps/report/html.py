@@ -1,0 +1,111 @@
+"""`report.html`: a self-contained summary of a run with its plots."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from openended.apps.report.plots import plot_heatmap, plot_progress
+from openended.run_dir import RunDir
+from openended.store.run_store import RunStore
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+code { font-family: ui-monospace, monospace; white-space: pre-wrap; }
+img { max-width: 100%; }
+"""
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column, value in row.items():
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            text = html.escape(text)
+            cells.append(
+                f"<td><code>{text}</code></td>" if column == "genome" else f"<td>{text}</td>"
+            )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _describe_sandbox(session: dict) -> str:
+    text = str(session.get("isolation", "?"))
+    if session.get("seccomp"):
+        text += " + seccomp"
+    if session.get("from_batch"):
+        text += f" (from batch {session['from_batch']})"
+    return text
+
+
+def write_report(run_dir: Path, *, top: int = 15) -> Path:
+    """Write ``report.html`` and its PNG plots into `run_dir`; returns the HTML path."""
+    run_dir = Path(run_dir)
+    with RunStore(run_dir) as store:
+        archive = RunDir(run_dir).archive(store)
+        batches = store.frame("batches")
+        candidates = store.frame("candidates")
+        model_id = store.get_meta("model_id", "?")
+        usage = store.get_meta("usage", {})
+        sandbox = store.get_meta("sandbox", [])
+    parts = [f"<h1>openended run: {html.escape(run_dir.name)}</h1>"]
+    stats = archive.stats()
+    summary = {
+        "model": model_id,
+        "candidates": len(candidates),
+        "evaluations": usage.get("evaluations", 0),
+        "LM calls": usage.get("lm_calls", 0),
+        "LM tokens": usage.get("tokens", 0),
+        "wall time (s)": round(float(usage.get("elapsed", 0.0)), 1),
+        "elites": stats.num_elites,
+        "coverage": f"{stats.coverage:.1%}",
+        "QD-score": f"{stats.qd_score:.4g} (offset {archive.qd_score_offset:g})",
+        "best fitness": "-" if stats.best_fitness is None else f"{stats.best_fitness:.4g}",
+    }
+    if sandbox:
+        summary["sandbox"] = "; ".join(_describe_sandbox(s) for s in sandbox)
+    parts.append(_table(pd.DataFrame({"": list(summary), "value": list(summary.values())})))
+    if not batches.empty:
+        plot_progress(batches, run_dir / "progress.png")
+        parts.append('<h2>Search progress</h2><img src="progress.png" alt="progress">')
+    if plot_heatmap(archive, run_dir / "heatmap.png"):
+        parts.append('<h2>Archive</h2><img src="heatmap.png" alt="archive heatmap">')
+    elites = archive.to_frame().head(top)
+    if not elites.empty:
+        by_id = candidates.set_index("id")
+        elites["operator"] = [by_id.loc[i, "operator"] for i in elites["candidate_id"]]
+        elites["parents"] = [by_id.loc[i, "parents"] for i in elites["candidate_id"]]
+        parts.append(f"<h2>Best {len(elites)} elites</h2>" + _table(elites))
+    if not candidates.empty:
+        ops = candidates.groupby("operator").agg(
+            candidates=("id", "count"),
+            valid=("status", lambda s: float((s == "valid").mean())),
+            entered_archive=("added", "mean"),
+        )
+        parts.append("<h2>Operators</h2>" + _table(ops.reset_index()))
+        status = candidates["status"].value_counts().rename_axis("status").reset_index()
+        parts.append("<h2>Outcomes</h2>" + _table(status))
+        errors = (
+            candidates.loc[candidates["error"].notna(), "error"]
+            .str.slice(0, 100)
+            .value_counts()
+            .head(10)
+            .rename_axis("error")
+            .reset_index()
+        )
+        if not errors.empty:
+            parts.append("<h2>Most common failures</h2>" + _table(errors))
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_dir.name)}"
+        f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
+    out = run_dir / "report.html"
+    out.write_text(page)
+    return out

@@ -1,0 +1,141 @@
+"""Training pairs from a finished run of any domain: the operator's real prompt and the
+model's completion, for the children that the verifier kept.
+
+This is the data of ELM's fine-tuned diff model (Lehman et al. 2022, arXiv 2206.08896:
+the search's own successful diffs) and of expert iteration / STaR: only candidates that
+were evaluated and valid, and by default only those that beat their best parent. Two
+guards against the self-training failures that `openended.apps.experiments` measures
+(collapse, poisoning): pairs come only from verified candidates, and one parent may
+contribute at most `max_per_parent` pairs (the largest gains first), so that one lucky
+lineage cannot dominate the data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from openended.apps.training.finetune import Example, FinetuneError
+from openended.domains.program.domain import normalised_ast
+from openended.store.run_store import CandidateRecord, RunStore
+
+Selection = Literal["improved", "archive", "valid"]
+"""Which valid children make pairs: those that beat their best parent; those that entered
+the archive when they were evaluated; every valid child."""
+
+SELECTIONS: tuple[str, ...] = ("improved", "archive", "valid")
+
+
+class TooFewPairsError(FinetuneError):
+    """The run holds fewer training pairs than the minimum asked for."""
+
+
+@dataclass
+class PairSelection:
+    """The pairs chosen from a run, and how many candidates each rule removed."""
+
+    examples: list[Example]
+    ids: list[int]
+    """The candidate each pair came from, in the order of `examples`."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{key} {value}" for key, value in self.counts.items())
+        return f"{len(self.examples)} pairs ({parts})"
+
+
+def select_pairs(
+    run_dir: str | Path,
+    *,
+    select: Selection = "improved",
+    max_per_parent: int = 4,
+    min_pairs: int = 1,
+) -> PairSelection:
+    """The prompt -> completion pairs of the run in `run_dir` (see the module docstring),
+    deduplicated by normalised genome. Raises `TooFewPairsError` when fewer than
+    `min_pairs` remain."""
+    if select not in SELECTIONS:
+        raise FinetuneError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if max_per_parent < 1:
+        raise FinetuneError(f"max_per_parent must be at least 1, got {max_per_parent}")
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.sqlite").exists():
+        raise FinetuneError(f"{run_dir}: not a run directory (no run.sqlite)")
+    with RunStore(run_dir) as store:
+        records = list(store.candidates())
+    fitness = {r.id: r.fitness for r in records if r.status == "valid"}
+    counts: Counter[str] = Counter(candidates=len(records))
+    chosen: list[tuple[float, int, CandidateRecord]] = []  # (gain, best parent, child)
+    for record in records:
+        if record.status != "valid" or record.fitness is None or not record.parents:
+            continue  # seeds have no prompt; unverified children teach nothing
+        if not record.prompt or not record.completion:
+            continue
+        counts["valid children"] += 1
+        best = best_parent(record, fitness)
+        gain = record.fitness - best[1] if best is not None else 0.0
+        if select == "improved" and (best is None or gain <= 0):
+            continue
+        if select == "archive" and not record.added:
+            continue
+        chosen.append((gain, best[0] if best is not None else record.parents[0], record))
+    counts[f"selected ({select})"] = len(chosen)
+    chosen.sort(key=lambda item: (-item[0], item[2].id or 0))  # largest gains first
+    seen: set[str] = set()
+    per_parent: Counter[int] = Counter()
+    kept: list[CandidateRecord] = []
+    for _, parent, record in chosen:
+        key = normalised_genome(record.genome or "")
+        if key in seen:
+            counts["duplicates"] += 1
+            continue
+        if per_parent[parent] >= max_per_parent:
+            counts["over the per-parent cap"] += 1
+            continue
+        seen.add(key)
+        per_parent[parent] += 1
+        kept.append(record)
+    kept.sort(key=lambda r: r.id or 0)
+    selection = PairSelection(
+        examples=[Example(r.prompt or "", r.completion or "") for r in kept],
+        ids=[r.id or 0 for r in kept],
+        counts=dict(counts),
+    )
+    if len(kept) < min_pairs:
+        hint = "" if select == "valid" else "; try --select archive or valid, or a longer run"
+        raise TooFewPairsError(
+            f"{run_dir}: {selection.summary()}: fewer than the minimum of {min_pairs}{hint}"
+        )
+    return selection
+
+
+def normalised_genome(genome: str) -> str:
+    """A genome's identity for deduplication: Python (programs, formulas, puzzles) by its
+    normalised syntax tree; other text by its words, case-folded."""
+    return normalised_ast(genome) or " ".join(genome.casefold().split())
+
+
+def write_pairs(path: str | Path, examples: Sequence[Example], sources: Sequence[object]) -> None:
+    """Pairs as JSONL (``prompt``, ``completion``, ``source``: the candidate id, or the
+    run and id), which ``openended finetune --data`` reads back."""
+    lines = [
+        json.dumps({"prompt": e.prompt, "completion": e.completion, "source": source})
+        for e, source in zip(examples, sources, strict=True)
+    ]
+    Path(path).write_text("".join(line + "\n" for line in lines))
+
+
+def best_parent(
+    record: CandidateRecord, fitness: Mapping[int | None, float | None]
+) -> tuple[int, float] | None:
+    """The parent of `record` with the highest fitness (by `fitness`, the valid
+    candidates' fitness by id) and that fitness; None when no parent has one."""
+    scored = [(f, p) for p in record.parents if (f := fitness.get(p)) is not None]
+    if not scored:
+        return None
+    value, parent = max(scored)
+    return parent, value

@@ -1,0 +1,331 @@
+"""The search teaches its own mutation model: explore -> verify -> fine-tune -> repeat, for
+any domain (ELM, Lehman et al. 2022, arXiv 2206.08896, fine-tuned its diff model on the
+search's own successful diffs; expert iteration / STaR, Zelikman et al. 2022, arXiv
+2203.14465, on verified solutions).
+
+Iteration *i* of the ``tuned`` arm searches with model *M_i* for a fixed number of
+completions, then fine-tunes *M_{i+1}* (from the base model) on the verified pairs of all
+its runs so far (`openended.apps.training.pairs`). The ``control`` arm spends the same
+completions with the base model and the same seeds, so that any difference is the
+training's. *M_1* is the base model, so both arms share iteration 1's search.
+
+Every finished step (a search, a fine-tune) is written to ``loop.json`` at once; running
+again with the same output folder skips finished steps and resumes an interrupted search
+from its committed batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openended.apps.training.finetune import (
+    FINETUNE_INFO,
+    Example,
+    FinetuneResult,
+    FinetuneSettings,
+    finetune,
+)
+from openended.apps.training.loop_record import read_loop_record, write_loop_record
+from openended.apps.training.pairs import Selection, best_parent, select_pairs, write_pairs
+from openended.config import Config, load_config
+from openended.errors import UserError
+from openended.lm.base import LanguageModel
+from openended.run_dir import RunDir
+from openended.store.run_store import RunStore
+
+ARMS = ("tuned", "control")
+METRICS = (
+    "valid_rate",
+    "improved_rate",
+    "best_fitness",
+    "qd_score",
+    "coverage",
+    "tokens",
+    "seconds",
+)
+"""Per search: valid children / children; children that beat their best parent /
+children; the best fitness; QD-score and coverage of the archive; LM tokens; wall time."""
+
+
+Trainer = Callable[..., FinetuneResult]
+"""`finetune`'s signature: (base model folder, examples, out folder, settings, progress=)."""
+
+
+class LoopError(UserError, ValueError):
+    """The loop cannot go on as asked (e.g. an output folder made with other settings)."""
+
+
+@dataclass
+class LoopSettings:
+    """What the loop does: `iterations` rounds of `completions` per arm."""
+
+    config: Path | None
+    """The run's TOML (any domain); None: the default search."""
+    out_dir: Path
+    overrides: tuple[str, ...] = ()
+    iterations: int = 2
+    completions: int = 64
+    select: Selection = "improved"
+    max_per_parent: int = 4
+    min_pairs: int = 8
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+
+
+@dataclass
+class SearchStep:
+    """One finished search of one arm."""
+
+    arm: str
+    iteration: int
+    model: str
+    run_dir: str
+    completions: int
+    """Completions the model wrote (each one child, valid or not)."""
+    valid_children: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class TrainStep:
+    """One fine-tune of the tuned arm (or why there was none)."""
+
+    iteration: int
+    model: str
+    pairs: int
+    seconds: float
+    note: str = ""
+
+
+Step = TypeVar("Step", SearchStep, TrainStep)
+
+
+class SearchImproveLoop:
+    """Runs the loop (see the module docstring), writing ``loop.json`` after every step."""
+
+    def __init__(
+        self,
+        settings: LoopSettings,
+        *,
+        log: Callable[[str], None] = print,
+        language_model: Callable[[str], LanguageModel] | None = None,
+        trainer: Trainer = finetune,
+    ) -> None:
+        """`language_model` makes the model of a name (default: the run's configured
+        backend); `trainer` fine-tunes (default: `finetune`). Both are for tests."""
+        if settings.iterations < 1 or settings.completions < 1:
+            raise LoopError("--iterations and --completions must be at least 1")
+        self.settings = settings
+        self.log = log
+        self.language_model = language_model
+        self.trainer = trainer
+        self.base_config = load_config(settings.config, settings.overrides)  # fails early
+        if self.base_config.model.is_remote and language_model is None:
+            raise LoopError(
+                f"model {self.base_config.model.name}: the loop fine-tunes a local model "
+                "(embedded or a model folder), not a server"
+            )
+        self.out = Path(settings.out_dir)
+        self.record_path = self.out / "loop.json"
+        self.searches: list[SearchStep] = []
+        self.trainings: list[TrainStep] = []
+        self._load()
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _settings_json(self) -> dict[str, Any]:
+        data = asdict(self.settings)
+        data["resolved_config"] = self.base_config.model_dump(mode="json")
+        return json.loads(json.dumps(data, default=str))
+
+    def _load(self) -> None:
+        keys = ("resolved_config", "completions", "select", "max_per_parent", "finetune")
+        data = read_loop_record(self.record_path, self._settings_json(), keys, LoopError)
+        self.searches = [SearchStep(**s) for s in data.get("searches", [])]
+        self.trainings = [TrainStep(**t) for t in data.get("trainings", [])]
+
+    def _save(self) -> None:
+        write_loop_record(
+            self.record_path,
+            self._settings_json(),
+            searches=[asdict(s) for s in self.searches],
+            trainings=[asdict(t) for t in self.trainings],
+        )
+
+    def search_step(self, arm: str, iteration: int) -> SearchStep | None:
+        return next((s for s in self.searches if s.arm == arm and s.iteration == iteration), None)
+
+    def train_step(self, iteration: int) -> TrainStep | None:
+        return next((t for t in self.trainings if t.iteration == iteration), None)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> list[SearchStep]:
+        base = self.base_config.model.name
+        model = base
+        for iteration in range(1, self.settings.iterations + 1):
+            tuned = self.search_step("tuned", iteration)
+            if tuned is None:
+                tuned = self._search("tuned", iteration, model)
+            if self.search_step("control", iteration) is None:
+                if model == base:  # the same model and seed: the same search
+                    self._record(dataclasses.replace(tuned, arm="control"))
+                else:
+                    self._search("control", iteration, base)
+            if iteration < self.settings.iterations:
+                trained = self.train_step(iteration) or self._train(iteration, model)
+                model = trained.model
+        self.plot()
+        return self.searches
+
+    def _record(self, step: Step) -> Step:
+        if isinstance(step, SearchStep):
+            self.searches.append(step)
+            m = step.metrics
+            self.log(
+                f"[{step.arm} {step.iteration}] {step.completions} completions: valid "
+                f"{m['valid_rate']:.1%}, beat their parent {m['improved_rate']:.1%}, best "
+                f"{m['best_fitness']:.4g}, QD {m['qd_score']:.4g}, coverage {m['coverage']:.1%}"
+                f" ({m['seconds']:.0f}s)"
+            )
+        else:
+            self.trainings.append(step)
+            self.log(f"[train {step.iteration}] {step.pairs} pairs -> {step.model} {step.note}")
+        self._save()
+        return step
+
+    def _search(self, arm: str, iteration: int, model: str) -> SearchStep:
+        from openended import api
+        from openended.apps.progress import describe
+
+        run_dir = self.out / arm / f"iter{iteration}"
+        config = self._run_config(iteration, model)
+        start = time.perf_counter()
+
+        def on_batch(metrics: Any) -> None:
+            self.log(f"[{arm} {iteration}] {describe(metrics)}")
+
+        lm = self.language_model(model) if self.language_model is not None else None
+        if RunDir(run_dir).state != "free":
+            self.log(f"[{arm} {iteration}] resuming {run_dir}")
+            api.resume(run_dir, on_batch=on_batch, lm=lm)
+        else:
+            api.run(config, run_dir=run_dir, on_batch=on_batch, lm=lm)
+        step = SearchStep(
+            arm=arm,
+            iteration=iteration,
+            model=model,
+            run_dir=str(run_dir.relative_to(self.out)),
+            **search_metrics(run_dir),
+        )
+        step.metrics["seconds"] = max(step.metrics["seconds"], time.perf_counter() - start)
+        self._record(step)
+        return step
+
+    def _run_config(self, iteration: int, model: str) -> Config:
+        data = self.base_config.model_dump(mode="python")
+        batch = int(data["search"]["batch_size"])
+        data["seed"] = int(data["seed"]) + iteration
+        data["model"]["name"] = model
+        data["budget"] = {"max_lm_calls": math.ceil(self.settings.completions / batch)}
+        return load_config(data)
+
+    def _train(self, iteration: int, model: str) -> TrainStep:
+        """M_{i+1}: the base model fine-tuned on the pairs of the tuned arm's runs 1..i."""
+        s = self.settings
+        folder = self.out / "tuned" / f"model{iteration + 1}"
+        examples: list[Example] = []
+        sources: list[str] = []
+        for step in self._tuned_runs(iteration):
+            found = select_pairs(
+                self.out / step.run_dir,
+                select=s.select,
+                max_per_parent=s.max_per_parent,
+                min_pairs=0,
+            )
+            examples += found.examples
+            sources += [f"{step.run_dir}:{i}" for i in found.ids]
+        if len(examples) < s.min_pairs:
+            note = f"(fewer than {s.min_pairs} pairs: the model is not changed)"
+            return self._record(TrainStep(iteration, model, len(examples), 0.0, note))
+        start = time.perf_counter()
+        if not (folder / FINETUNE_INFO).is_file():  # a finished fine-tune is kept
+            self.log(f"[train {iteration}] fine-tuning on {len(examples)} pairs")
+            self.trainer(
+                self.base_config.model.name,
+                examples,
+                folder,
+                s.finetune,
+                progress=lambda line: self.log(f"[train {iteration}] {line}"),
+            )
+            write_pairs(folder / "training_pairs.jsonl", examples, sources)
+        seconds = round(time.perf_counter() - start, 1)
+        return self._record(TrainStep(iteration, str(folder), len(examples), seconds))
+
+    def _tuned_runs(self, iteration: int) -> list[SearchStep]:
+        return [s for s in self.searches if s.arm == "tuned" and s.iteration <= iteration]
+
+    # -- report -----------------------------------------------------------------------------
+
+    def plot(self) -> list[Path]:
+        """One PNG per metric (``plots/<metric>.png``), both arms over the iterations."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        folder = self.out / "plots"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for metric in METRICS:
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            for arm in ARMS:
+                points = sorted(
+                    (s.iteration, s.metrics[metric]) for s in self.searches if s.arm == arm
+                )
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker="o", label=arm)
+            ax.set(xlabel="iteration", ylabel=metric.replace("_", " "), title=metric)
+            ax.set_xticks(range(1, self.settings.iterations + 1))
+            ax.legend()
+            fig.tight_layout()
+            path = folder / f"{metric}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            paths.append(path)
+        return paths
+
+
+def search_metrics(run_dir: Path) -> dict[str, Any]:
+    """What one search did: its completions, valid children, and the `METRICS`."""
+    with RunStore(run_dir) as store:
+        records = list(store.candidates())
+        last = store.last_metrics()
+    fitness = {r.id: r.fitness for r in records if r.status == "valid"}
+    children = [r for r in records if r.parents]
+    valid = [r for r in children if r.status == "valid" and r.fitness is not None]
+    improved = 0
+    for record in valid:
+        best = best_parent(record, fitness)
+        improved += best is not None and record.fitness > best[1]  # type: ignore[operator]
+    count = max(len(children), 1)
+    best = last.best_fitness if last is not None else None
+    return {
+        "completions": len(children),
+        "valid_children": len(valid),
+        "metrics": {
+            "valid_rate": len(valid) / count,
+            "improved_rate": improved / count,
+            "best_fitness": float(best) if best is not None else math.nan,
+            "qd_score": float(last.qd_score) if last else 0.0,
+            "coverage": float(last.coverage) if last else 0.0,
+            "tokens": float(last.tokens) if last else 0.0,
+            "seconds": float(last.elapsed) if last else 0.0,
+        },
+    }

@@ -1,0 +1,279 @@
+"""Expert iteration on programming puzzles: sample solutions to the training puzzles,
+keep those the sandbox verifies, fine-tune on them, repeat (Haluptzok et al. 2022, arXiv
+2207.14502: a 125M model fine-tuned on its own verified solutions more than doubled its
+held-out pass@k; Anthony et al. 2017 and STaR, Zelikman et al. 2022, for the scheme).
+
+Haluptzok's recipe: verified solutions only, deduplicated, several per puzzle (at most
+`max_per_puzzle`, so that easy puzzles do not crowd out the rest). Held-out puzzles come
+from whole problem families never sampled for training (`split_by_family`). Each
+iteration of the ``tuned`` arm samples with the current model and fine-tunes the next one
+from the base model on the solutions of all iterations so far; the ``control`` arm keeps
+the base model and trains nothing (its samples would teach nothing, so they are not
+drawn): its held-out pass@k, measured with each iteration's seed and the same samples,
+shows the spread that no training gives.
+
+Every finished step is written to ``solve_loop.json`` at once; a rerun with the same
+output folder skips finished steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openended.apps.training.finetune import FINETUNE_INFO, Example, FinetuneSettings, finetune
+from openended.apps.training.loop_record import read_loop_record, write_loop_record
+from openended.apps.training.pairs import normalised_genome, write_pairs
+from openended.apps.training.puzzle_data import puzzle_example
+from openended.apps.training.search_loop import Trainer
+from openended.domains.puzzles.p3 import Puzzle, load_puzzles, split_by_family
+from openended.domains.puzzles.solve import SolveReport, solve_puzzles
+from openended.domains.puzzles.verify import PuzzleVerifier
+from openended.errors import UserError
+from openended.lm.base import LanguageModel
+
+
+class SolveLoopError(UserError, ValueError):
+    """The loop cannot go on as asked (e.g. an output folder made with other settings)."""
+
+
+@dataclass
+class SolveLoopSettings:
+    """`iterations` rounds; each samples `samples` solutions for each of `train_puzzles`
+    training puzzles and measures pass@k with `eval_samples` on `eval_puzzles` held-out
+    ones."""
+
+    puzzles: Path
+    out_dir: Path
+    model: str = "embedded"
+    iterations: int = 2
+    held_out: float = 0.3
+    train_puzzles: int = 200
+    samples: int = 8
+    max_per_puzzle: int = 4
+    eval_puzzles: int = 60
+    eval_samples: int = 10
+    ks: tuple[int, ...] = (1, 10)
+    max_tokens: int = 128
+    """Per sampled solution (training and held-out alike)."""
+    min_pairs: int = 8
+    seed: int = 0
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+
+
+@dataclass
+class SolveStep:
+    """One finished step: an arm's sampling (and training) at one iteration, or the
+    base model's held-out evaluation (arm ``base``, iteration 0)."""
+
+    arm: str
+    iteration: int
+    model: str
+    sampled: int = 0
+    """Solutions sampled on training puzzles."""
+    verified: int = 0
+    """Distinct verified solutions found."""
+    puzzles_solved: int = 0
+    training_pairs: int = 0
+    """Pairs the next model was trained on (all iterations so far); 0: not trained."""
+    pass_at: dict[str, float] = field(default_factory=dict)
+    """Held-out pass@k of the model this step ends with."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+class SolveLoop:
+    """Runs expert iteration (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: SolveLoopSettings,
+        *,
+        log: Callable[[str], None] = print,
+        language_model: Callable[[str], LanguageModel] | None = None,
+        trainer: Trainer = finetune,
+    ) -> None:
+        if settings.iterations < 1:
+            raise SolveLoopError("--iterations must be at least 1")
+        self.settings = settings
+        self.log = log
+        self.language_model = language_model or _local_model
+        self.trainer = trainer
+        puzzles = load_puzzles(settings.puzzles)  # a bad file fails before anything is made
+        train, held_out = split_by_family(puzzles, held_out=settings.held_out, seed=settings.seed)
+        self.train = train[: settings.train_puzzles]
+        self.eval_set = held_out[: settings.eval_puzzles]
+        if not self.train or not self.eval_set:
+            raise SolveLoopError(
+                f"{settings.puzzles}: {len(train)} training and {len(held_out)} held-out puzzles "
+                f"with held_out = {settings.held_out}; both must be non-empty"
+            )
+        self.out = Path(settings.out_dir)
+        self.record_path = self.out / "solve_loop.json"
+        self.steps: list[SolveStep] = self._load()
+        self.solutions: dict[str, dict[str, list[str]]] = {}
+        """Verified solution bodies per arm and training puzzle, all iterations so far."""
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _settings_json(self) -> dict[str, Any]:
+        data = json.loads(json.dumps(asdict(self.settings), default=str))
+        data.pop("iterations")  # more iterations continue a loop
+        data["eval_set"] = [p.name for p in self.eval_set]
+        return data
+
+    def _load(self) -> list[SolveStep]:
+        current = self._settings_json()
+        data = read_loop_record(self.record_path, current, current, SolveLoopError)
+        return [SolveStep(**s) for s in data.get("steps", [])]
+
+    def _record(self, step: SolveStep) -> SolveStep:
+        self.steps.append(step)
+        write_loop_record(
+            self.record_path, self._settings_json(), steps=[asdict(s) for s in self.steps]
+        )
+        self.log(
+            f"[{step.arm} {step.iteration}] verified {step.verified} of {step.sampled} samples "
+            f"({step.puzzles_solved} puzzles), trained on {step.training_pairs}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in step.pass_at.items())
+        )
+        return step
+
+    def step(self, arm: str, iteration: int) -> SolveStep | None:
+        return next((s for s in self.steps if s.arm == arm and s.iteration == iteration), None)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> list[SolveStep]:
+        s = self.settings
+        if self.step("base", 0) is None:
+            start = time.perf_counter()
+            base = SolveStep("base", 0, s.model, pass_at=self.evaluate(s.model, s.seed))
+            base.seconds["evaluate"] = round(time.perf_counter() - start, 1)
+            self._record(base)
+        for arm in ("tuned", "control"):
+            model = s.model
+            for iteration in range(1, s.iterations + 1):
+                done = self.step(arm, iteration)
+                if done is None:
+                    done = self._record(self._iteration(arm, iteration, model))
+                elif arm == "tuned":  # its solutions train the later iterations
+                    self._solutions_of(arm, iteration)
+                model = done.model
+        return self.steps
+
+    def _iteration(self, arm: str, iteration: int, model: str) -> SolveStep:
+        s = self.settings
+        step = SolveStep(arm, iteration, model)
+        if arm == "tuned":  # (the control arm's samples would train nothing: not drawn)
+            start = time.perf_counter()
+            found = self._solutions_of(arm, iteration, sampling_model=model)
+            step.seconds["sample"] = round(time.perf_counter() - start, 1)
+            step.sampled = len(self.train) * s.samples
+            step.verified = sum(len(v) for v in found.values())
+            step.puzzles_solved = sum(bool(v) for v in found.values())
+            examples, names = self.training_pairs(arm)
+            folder = self.out / arm / f"model{iteration + 1}"
+            if len(examples) < s.min_pairs:
+                step.note = f"fewer than {s.min_pairs} verified pairs: the model is not changed"
+            else:
+                start = time.perf_counter()
+                if not (folder / FINETUNE_INFO).is_file():
+                    self.log(f"[{arm} {iteration}] fine-tuning on {len(examples)} pairs")
+                    self.trainer(
+                        s.model,
+                        examples,
+                        folder,
+                        s.finetune,
+                        progress=lambda line: self.log(f"[{arm} {iteration}] {line}"),
+                    )
+                    write_pairs(folder / "training_pairs.jsonl", examples, names)
+                step.seconds["finetune"] = round(time.perf_counter() - start, 1)
+                step.model, step.training_pairs = str(folder), len(examples)
+        start = time.perf_counter()
+        step.pass_at = self.evaluate(step.model, s.seed + iteration)
+        step.seconds["evaluate"] = round(time.perf_counter() - start, 1)
+        return step
+
+    def _solutions_of(
+        self, arm: str, iteration: int, *, sampling_model: str | None = None
+    ) -> dict[str, list[str]]:
+        """The verified solutions that `arm` found at `iteration` (sampled now with
+        `sampling_model`, or read back from the samples file of a finished step), merged
+        into the arm's pool."""
+        path = self.out / arm / f"solutions{iteration}.json"
+        if path.is_file():
+            found: dict[str, list[str]] = json.loads(path.read_text())
+        else:
+            if sampling_model is None:
+                raise SolveLoopError(f"{path} is missing: remove {self.record_path} to start over")
+            report = self._sample(sampling_model, self.settings.seed * 1000 + iteration)
+            found = {r.name: list(r.solutions) for r in report.results}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(found, indent=1))
+        pool = self.solutions.setdefault(arm, {})
+        for name, bodies in found.items():
+            pool.setdefault(name, [])
+            pool[name] += [b for b in bodies if b not in pool[name]]
+        return found
+
+    def training_pairs(self, arm: str) -> tuple[list[Example], list[str]]:
+        """Solve prompt -> verified body pairs from the arm's pool: deduplicated by
+        normalised body, at most `max_per_puzzle` per puzzle."""
+        by_name = {p.name: p for p in self.train}
+        examples, names = [], []
+        for name, bodies in sorted(self.solutions.get(arm, {}).items()):
+            seen: set[str] = set()
+            for body in bodies:
+                key = normalised_genome(body.strip())
+                if key in seen or len(seen) >= self.settings.max_per_puzzle:
+                    continue
+                seen.add(key)
+                examples.append(puzzle_example(by_name[name], body))
+                names.append(name)
+        return examples, names
+
+    def _sample(self, model: str, seed: int) -> SolveReport:
+        return self._solve(model, self.train, self.settings.samples, seed, "training")
+
+    def evaluate(self, model: str, seed: int) -> dict[str, float]:
+        """Held-out pass@k of `model` (a name or folder), sampled with `seed`."""
+        report = self._solve(model, self.eval_set, self.settings.eval_samples, seed, "held-out")
+        ks = [k for k in self.settings.ks if k <= self.settings.eval_samples]
+        return {f"pass@{k}": round(report.pass_at(k), 4) for k in ks}
+
+    def _solve(
+        self, model: str, puzzles: Sequence[Puzzle], samples: int, seed: int, what: str
+    ) -> SolveReport:
+        lm = self.language_model(model)
+        start = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            self.log(f"  {what}: {done}/{total} puzzles ({time.perf_counter() - start:.0f}s)")
+
+        async def go() -> SolveReport:
+            with PuzzleVerifier() as verifier:
+                return await solve_puzzles(
+                    lm,
+                    puzzles,
+                    verifier,
+                    samples=samples,
+                    seed=seed,
+                    max_tokens=self.settings.max_tokens,
+                    progress=progress,
+                )
+
+        return asyncio.run(go())
+
+
+def _local_model(model: str) -> LanguageModel:
+    """The embedded model or a model folder, on the default backend."""
+    from openended.config import ModelConfig
+    from openended.lm.factory import build_language_model
+
+    return build_language_model(ModelConfig(name=model))

@@ -1,5 +1,0 @@
-"""Plots and the HTML report of a run."""
-
-from openended.report.html import write_report
-
-__all__ = ["write_report"]

@@ -1,0 +1,130 @@
+"""Fine-tuning with TRL on the embedded model (slow), and the data file checks (fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from openended import api, cli
+from openended.apps.training.finetune import FinetuneError, read_examples
+from openended.config import ModelConfig
+from openended.lm.base import GenerationRequest
+from openended.lm.factory import build_language_model
+from openended.lm.scripted import ScriptedLM
+from openended.store.run_store import RunStore
+from tests.domains.puzzles.test_generate import script
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"prompt": "a", "completion": "b"}\nnot json\n', "line 2: not JSON"),
+        ('{"prompt": "a"}\n', "line 1: key 'completion'"),
+        ("[1, 2]\n", "line 1: expected an object"),
+    ],
+)
+def test_bad_data_files_name_the_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    with pytest.raises(FinetuneError, match=message):
+        read_examples(path)
+
+
+def test_solutions_need_a_puzzles_run(tmp_path: Path, small_config, scripted_lm) -> None:
+    result = api.run(small_config(max_evaluations=10), lm=scripted_lm)
+    out = tmp_path / "m"
+    code = cli.main(["finetune", str(result.run_dir), "--pairs", "solutions", "--out", str(out)])
+    assert code == 2
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_finetune_a_puzzles_run_into_a_model_that_runs(
+    tmp_path: Path, embedded_model_dir: Path, method: str
+) -> None:
+    config = {
+        "runs_dir": str(tmp_path),
+        "name": "gen",
+        "search": {"batch_size": 10},
+        "budget": {"max_lm_calls": 2, "max_seconds": 0},
+        "domain": {"name": "puzzles", "max_seeds": 6, "solver_attempts": 2},
+    }
+    run = api.run(config, lm=ScriptedLM(script))
+    out = tmp_path / "tuned"
+    code = cli.main(
+        [
+            "finetune",
+            str(run.run_dir),
+            "--pairs",
+            "solutions",
+            "--select",
+            "valid",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--method",
+            method,
+        ]
+    )
+    assert code == 0
+    info = json.loads((out / "openended_finetune.json").read_text())
+    assert info["examples"] == 7  # six seeds and one new puzzle
+    assert info["steps"] == 2 and all(loss > 0 for loss in info["losses"])
+    # the update (LoRA: merged) is in the weights
+    before = load_file(str(embedded_model_dir / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    name = next(k for k in after if k.endswith("q_proj.weight"))
+    assert not (before[name] == after[name]).all()
+    # and the folder is a model that --model accepts
+    lm = build_language_model(ModelConfig(name=str(out)))
+    result = lm.generate_sync(  # type: ignore[attr-defined]
+        [GenerationRequest(prompt="def add(a, b):", max_tokens=8, seed=1)]
+    )
+    assert result[0].generations[0].completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_finetune_any_run_on_its_verified_children(
+    tmp_path: Path, small_config, scripted_lm, embedded_model_dir: Path
+) -> None:
+    """A symbolic regression run's valid children, with the prompts the operators wrote,
+    train the embedded model (one LoRA epoch); the pairs are kept beside the model."""
+    run = api.run(small_config(max_evaluations=40), lm=scripted_lm)
+    out = tmp_path / "tuned"
+    code = cli.main(
+        [
+            "finetune",
+            str(run.run_dir),
+            "--select",
+            "valid",
+            "--min-pairs",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    pairs = [json.loads(line) for line in (out / "training_pairs.jsonl").read_text().splitlines()]
+    info = json.loads((out / "openended_finetune.json").read_text())
+    assert info["examples"] == len(pairs) >= 2
+    with RunStore(run.run_dir) as store:
+        for pair in pairs:
+            record = store.candidate(pair["source"])
+            assert record is not None and record.status == "valid" and record.parents
+            assert (record.prompt, record.completion) == (pair["prompt"], pair["completion"])
+    lm = build_language_model(ModelConfig(name=str(out)))
+    result = lm.generate_sync(  # type: ignore[attr-defined]
+        [GenerationRequest(prompt=pairs[0]["prompt"], max_tokens=8, seed=1)]
+    )
+    assert result[0].generations[0].completion_tokens > 0

@@ -1,0 +1,111 @@
+"""Training pairs from a run: which children are picked, with which prompts, and the
+refusal to train on too little."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from openended.apps import cli
+from openended.apps.training.finetune import read_examples
+from openended.apps.training.pairs import TooFewPairsError, select_pairs
+from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
+
+
+def child(
+    id: int, parents: tuple[int, ...], fitness: float | None, genome: str, added: bool = False
+) -> CandidateRecord:
+    return CandidateRecord(
+        id=id,
+        batch=1,
+        operator="mutation",
+        parents=parents,
+        status="valid" if fitness is not None else "invalid",
+        genome=genome,
+        prompt=f"prompt of {id}",
+        completion=f" completion of {id}",
+        fitness=fitness,
+        descriptors=(1.0, 1.0),
+        added=added,
+    )
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """Seeds 1 (-1.0) and 2 (-0.5); children with known outcomes:
+    3 beats its parent 1; 4 beats parent 1 but not parent 2 (it entered the archive);
+    5 is invalid; 6 beats parent 2 by 0.4; 7 is 6's genome respaced and beats parent 1 by
+    0.8; 8 beats its parent 3; 9 beats parent 1 but has no prompt stored."""
+    path = tmp_path / "run"
+    seeds = [
+        CandidateRecord(id=i, batch=0, operator="seed", parents=(), status="valid",
+                        genome=g, fitness=f, descriptors=(0.0, 0.0), added=True)
+        for i, g, f in ((1, "x", -1.0), (2, "x**2", -0.5))
+    ]  # fmt: skip
+    children = [
+        child(3, (1,), -0.8, "x + 1", added=True),
+        child(4, (1, 2), -0.8, "x - 1", added=True),
+        child(5, (2,), None, "x / 0"),
+        child(6, (2,), -0.1, "x*x + x"),
+        child(7, (1,), -0.2, "x * x+x"),
+        child(8, (3,), -0.3, "x + 2", added=True),
+        dataclass_without_prompt(child(9, (1,), -0.05, "x + 3")),
+    ]
+    with RunStore(path, create=True) as store:
+        for batch, records in enumerate((seeds, children)):
+            store.record_batch(
+                records, BatchMetrics(batch, 1, 0, 0, 0.0, 1, 0.1, 1.0, -1.0, 1.0, 1.0, None)
+            )
+    return path
+
+
+def dataclass_without_prompt(record: CandidateRecord) -> CandidateRecord:
+    record.prompt = None
+    return record
+
+
+@pytest.mark.parametrize(
+    ("select", "expected"),
+    [("improved", [3, 7, 8]), ("archive", [3, 4, 8]), ("valid", [3, 4, 7, 8])],
+)
+def test_pairs_are_exactly_the_selected_children_with_their_prompts(
+    run_dir: Path, select: str, expected: list[int]
+) -> None:
+    selection = select_pairs(run_dir, select=select)  # type: ignore[arg-type]
+    assert selection.ids == expected
+    assert [e.prompt for e in selection.examples] == [f"prompt of {i}" for i in expected]
+    assert [e.completion for e in selection.examples] == [f" completion of {i}" for i in expected]
+    if select == "valid":  # 6 and 7 are one genome: the larger gain (7's) is kept
+        assert selection.counts["duplicates"] == 1
+
+
+def test_one_parent_gives_at_most_its_cap_largest_gains_first(run_dir: Path) -> None:
+    selection = select_pairs(run_dir, select="improved", max_per_parent=1)
+    assert selection.ids == [7, 8]  # 3 (gain 0.2) and 7 (gain 0.8) share parent 1
+    assert selection.counts["over the per-parent cap"] == 1
+
+
+def test_fewer_pairs_than_the_minimum_is_a_named_error_and_writes_nothing(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(TooFewPairsError, match=r"3 pairs .*fewer than the minimum of 5"):
+        select_pairs(run_dir, min_pairs=5)
+    out = tmp_path / "model"
+    code = cli.main(["finetune", str(run_dir), "--min-pairs", "5", "--out", str(out)])
+    assert code == 2 and not out.exists()
+
+
+def test_exported_pairs_read_back_as_training_data(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    code = cli.main(["finetune", str(run_dir), "--min-pairs", "1", "--export", str(path)])
+    assert code == 0
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["source"] for r in rows] == [3, 7, 8]
+    assert [e.prompt for e in read_examples(path)] == ["prompt of 3", "prompt of 7", "prompt of 8"]
+
+
+def test_a_folder_without_a_run_is_named(tmp_path: Path) -> None:
+    code = cli.main(["finetune", str(tmp_path), "--export", str(tmp_path / "p.jsonl")])
+    assert code == 2 and not (tmp_path / "p.jsonl").exists()
