@@ -24,7 +24,7 @@ import pandas as pd
 
 from openended.config import Config, load_config
 from openended.domains import domain_class
-from openended.domains.base import Domain
+from openended.domains.base import ClosableDomain, Domain, ModelUsingDomain
 from openended.engine.search import Search, SearchOutcome
 from openended.executor import Evaluator, LocalEvaluator
 from openended.lm.base import LanguageModel
@@ -176,9 +176,8 @@ def _execute(
             from openended.lm.factory import with_cache
 
             lm = with_cache(lm, config.model)
-        use_language_model = getattr(domain, "use_language_model", None)
-        if use_language_model is not None:
-            use_language_model(lm)
+        if isinstance(domain, ModelUsingDomain):
+            domain.use_language_model(lm)
         with contextlib.nullcontext() if locked else RunLock(run_dir):
             if create:
                 _check_free(run_dir)
@@ -204,9 +203,8 @@ def _execute(
         close_lm = getattr(built_lm, "close", None)  # Ray's model actors, a cache file
         if close_lm is not None and not asyncio.iscoroutinefunction(close_lm):
             close_lm()
-        close = getattr(domain, "close", None)
-        if close is not None:
-            close()
+        if isinstance(domain, ClosableDomain):
+            domain.close()
     return RunResult(run_dir=run_dir, config=config, outcome=outcome, archive=archive)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from openended.lm.base import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,7 @@ class Domain(Protocol):
         """Values the prompt templates may use (task description, variable names, ...)."""
         ...
 
-    # Optional:
-    # - ``fingerprint(genome) -> str | None`` for near-duplicate rejection;
-    # - ``operator_sampling: dict[str, dict]``: per operator, default ``max_tokens`` and
-    #   ``stop`` for this domain's genomes (the config's values still win);
-    # - ``use_language_model(lm)``: called with the run's model before the search starts,
-    #   for domains whose evaluation asks the model (e.g. a solver's success rate);
-    # - ``max_evaluations_per_child: int``: the most evaluator calls one child may take
-    #   (a refine stage's), so that budgets plan batches (default 1);
-    # - ``close()``: release resources (sandboxes) at the end of a run.
+    # Optional members: the protocols below (checked with isinstance).
 
     @property
     def prompt_dir(self) -> Path | None:
@@ -101,3 +96,55 @@ class SandboxedDomain(Protocol):
     def sandbox_info(self) -> Mapping[str, Any]:
         """``isolation`` (bwrap | rlimits | inprocess), ``seccomp``, ``scratch``, ..."""
         ...
+
+
+@runtime_checkable
+class FingerprintingDomain(Protocol):
+    """A domain that recognises near-duplicates: children whose fingerprint is already
+    in the archive are not evaluated again."""
+
+    def fingerprint(self, genome: str) -> str | None:
+        """A key equal for genomes that are the same solution (None: no key)."""
+        ...
+
+
+@runtime_checkable
+class SamplingDefaultsDomain(Protocol):
+    """A domain with its own sampling defaults per operator (the config's values win)."""
+
+    operator_sampling: Mapping[str, Mapping[str, Any]]
+    """Per operator name: default ``max_tokens`` and ``stop`` for this domain's genomes."""
+
+
+@runtime_checkable
+class ModelUsingDomain(Protocol):
+    """A domain whose evaluation asks the run's language model (a judge, a solver)."""
+
+    def use_language_model(self, lm: LanguageModel) -> None:
+        """Called with the run's model before the search starts."""
+        ...
+
+
+@runtime_checkable
+class RefiningDomain(Protocol):
+    """A domain whose evaluation of one child may call the evaluator more than once (a
+    refine stage), so that budgets plan batches."""
+
+    max_evaluations_per_child: int
+
+
+@runtime_checkable
+class ClosableDomain(Protocol):
+    """A domain holding resources (sandboxes) to release at the end of a run."""
+
+    def close(self) -> None: ...
+
+
+def operator_sampling(domain: object) -> Mapping[str, Mapping[str, Any]]:
+    """The domain's sampling defaults per operator ({} when it has none)."""
+    return domain.operator_sampling if isinstance(domain, SamplingDefaultsDomain) else {}
+
+
+def evaluations_per_child(domain: object) -> int:
+    """The most evaluator calls one child may take (1 unless the domain refines)."""
+    return int(domain.max_evaluations_per_child) if isinstance(domain, RefiningDomain) else 1

@@ -24,7 +24,14 @@ import numpy as np
 
 from openended.archive.elite import Elite
 from openended.config import Config
-from openended.domains.base import Domain, Evaluation, SandboxedDomain
+from openended.domains.base import (
+    Domain,
+    Evaluation,
+    FingerprintingDomain,
+    SandboxedDomain,
+    evaluations_per_child,
+    operator_sampling,
+)
 from openended.engine.bandit import OperatorBandit
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
@@ -69,8 +76,8 @@ def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, floa
     unset weight takes the domain's default (`domain.default_operator_weights`); unset
     ``max_tokens``/``stop`` take the domain's (`domain.operator_sampling`, optional), then
     the operator's."""
-    defaults: dict[str, float] = dict(getattr(domain, "default_operator_weights", {}))
-    domain_sampling: dict[str, dict[str, Any]] = dict(getattr(domain, "operator_sampling", {}))
+    defaults: dict[str, float] = dict(domain.default_operator_weights)
+    domain_sampling = operator_sampling(domain)
     built = []
     for name, op_config in config.operators.items():
         weight = op_config.weight if op_config.weight is not None else defaults.get(name, 0.0)
@@ -124,7 +131,7 @@ class Search:
         self.store = store
         self.on_batch = on_batch
         self.budget = Budget(config.budget)
-        fingerprint = getattr(domain, "fingerprint", None)
+        fingerprint = domain.fingerprint if isinstance(domain, FingerprintingDomain) else None
         self.population = Population(
             axes=domain.axes,
             kind=config.archive.kind,
@@ -461,7 +468,7 @@ class Search:
             nonlocal stopped_by
             index = first_index
             failed_batches = fruitless_batches = 0
-            per_child = int(getattr(self.domain, "max_evaluations_per_child", 1))
+            per_child = evaluations_per_child(self.domain)
             try:
                 while True:
                     await self._wait(lambda i=index: self._inserted >= i - 2)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from openended.domains.base import Domain, Evaluation
+from openended.domains.base import Domain, Evaluation, ModelUsingDomain
 from openended.errors import UserError
 from openended.executor.base import ExecutorError
 from openended.lm.base import GenerationRequest, GenerationResult
@@ -98,7 +98,7 @@ class RayEvaluator:
     """
 
     def __init__(self, config: Config, domain: Domain) -> None:
-        if getattr(domain, "use_language_model", None) is not None:
+        if isinstance(domain, ModelUsingDomain):
             raise RayUnavailableError(
                 f"domain {config.domain_name!r} judges with the run's language model; "
                 "its evaluations cannot run on Ray workers (use executor.kind = 'local')"

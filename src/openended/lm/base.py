@@ -1,4 +1,5 @@
-"""The `LanguageModel` protocol: async, batched text generation."""
+"""The `LanguageModel` protocol (async, batched text generation) and the optional
+log-probability protocols some backends add."""
 
 from __future__ import annotations
 
@@ -87,3 +88,38 @@ class LanguageModel(Protocol):
     model_id: str
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+
+@runtime_checkable
+class LogprobModel(Protocol):
+    """A local model that reads next-token log-probabilities (one forward pass, nothing
+    sampled): judges read a distribution over option labels from it, and `serve-model`
+    answers ``top_logprobs`` with it. The transformers and ctranslate2 backends are."""
+
+    def render(self, request: GenerationRequest) -> str:
+        """The raw prompt a request becomes (chat messages through the chat template)."""
+        ...
+
+    async def option_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> list[list[float]]:
+        """Per raw prompt, the log-probability that the next token starts each option."""
+        ...
+
+    def next_token_top_logprobs(
+        self, prompts: Sequence[str], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """Per raw prompt, the `k` likeliest next tokens with their log-probabilities."""
+        ...
+
+
+@runtime_checkable
+class ChatLogprobModel(Protocol):
+    """A server model whose chat replies may carry ``top_logprobs`` (OpenAI-compatible)."""
+
+    async def chat_option_logprobs(
+        self, conversations: Sequence[Sequence[Mapping[str, str]]], options: Sequence[str]
+    ) -> list[list[float]] | None:
+        """Per conversation, the log-probability that the reply starts with each option;
+        None when the server gives no top log-probabilities."""
+        ...

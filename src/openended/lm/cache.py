@@ -10,10 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from openended.lm.base import Generation, GenerationRequest, GenerationResult, LanguageModel
+from openended.lm.base import (
+    ChatLogprobModel,
+    Generation,
+    GenerationRequest,
+    GenerationResult,
+    LanguageModel,
+    LogprobModel,
+)
 from openended.sqlite import connect_wal
 
 
@@ -69,15 +76,6 @@ class CachedLM:
     @property
     def model_id(self) -> str:
         return self.inner.model_id
-
-    PASSED_THROUGH = ("render", "option_logprobs", "chat_option_logprobs")
-
-    def __getattr__(self, name: str) -> object:
-        # judges read next-token log-probabilities (a forward pass, nothing sampled):
-        # those go to the inner model uncached, and only when it has them
-        if name in CachedLM.PASSED_THROUGH:
-            return getattr(self.__dict__["inner"], name)
-        raise AttributeError(name)
 
     @staticmethod
     def cacheable(request: GenerationRequest) -> bool:
@@ -152,3 +150,44 @@ class CachedLM:
 
     def close(self) -> None:
         self._db.close()
+
+
+class _CachedLogprobLM(CachedLM):
+    """The cache over a `LogprobModel`: log-probabilities are read from the inner model,
+    uncached (a forward pass, nothing sampled)."""
+
+    inner: LogprobModel  # type: ignore[assignment]
+
+    def render(self, request: GenerationRequest) -> str:
+        return self.inner.render(request)
+
+    async def option_logprobs(
+        self, prompts: Sequence[str], options: Sequence[str]
+    ) -> list[list[float]]:
+        return await self.inner.option_logprobs(prompts, options)
+
+    def next_token_top_logprobs(
+        self, prompts: Sequence[str], k: int
+    ) -> list[list[tuple[str, float]]]:
+        return self.inner.next_token_top_logprobs(prompts, k)
+
+
+class _CachedChatLogprobLM(CachedLM):
+    """The cache over a `ChatLogprobModel` (its log-probabilities uncached)."""
+
+    inner: ChatLogprobModel  # type: ignore[assignment]
+
+    async def chat_option_logprobs(
+        self, conversations: Sequence[Sequence[Mapping[str, str]]], options: Sequence[str]
+    ) -> list[list[float]] | None:
+        return await self.inner.chat_option_logprobs(conversations, options)
+
+
+def cached(inner: LanguageModel, path: Path) -> CachedLM:
+    """`inner` behind the completion cache at `path`; the result is a `LogprobModel` or a
+    `ChatLogprobModel` exactly when `inner` is."""
+    if isinstance(inner, LogprobModel):
+        return _CachedLogprobLM(inner, path)
+    if isinstance(inner, ChatLogprobModel):
+        return _CachedChatLogprobLM(inner, path)
+    return CachedLM(inner, path)

@@ -26,10 +26,10 @@ def build_language_model(config: ModelConfig, *, seed: int | None = None) -> Lan
 
 def with_cache(lm: LanguageModel, config: ModelConfig) -> LanguageModel:
     """`lm` behind the SQLite completion cache at ``cache_path`` (default: user cache dir)."""
-    from openended.lm.cache import CachedLM
+    from openended.lm.cache import cached
     from openended.lm.embedded import cache_root
 
-    return CachedLM(lm, config.cache_path or cache_root() / "completions.sqlite")
+    return cached(lm, config.cache_path or cache_root() / "completions.sqlite")
 
 
 def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:

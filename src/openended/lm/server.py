@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from openended.lm.base import GenerationRequest, GenerationResult
+from openended.lm.base import GenerationRequest, GenerationResult, LogprobModel
 from openended.lm.batching import DynamicBatcher
 
 
@@ -210,10 +210,10 @@ def create_app(
         result = await batcher.submit(request)
         first_top: list[dict[str, Any]] = []
         top_k = body.top_logprobs or 0
-        if body.logprobs and top_k and hasattr(model, "next_token_top_logprobs"):
+        if body.logprobs and top_k and isinstance(model, LogprobModel):
             # the first token's alternatives (what judges read); later tokens get none
-            prompt = model.render(request)  # type: ignore[attr-defined]
-            (pairs,) = await asyncio.to_thread(model.next_token_top_logprobs, [prompt], top_k)  # type: ignore[attr-defined]
+            prompt = model.render(request)
+            (pairs,) = await asyncio.to_thread(model.next_token_top_logprobs, [prompt], top_k)
             first_top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in pairs]
         choices = []
         for i, g in enumerate(result.generations):

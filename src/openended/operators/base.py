@@ -70,6 +70,22 @@ def load_template(name: str, *, override: Path | None, domain_dir: Path | None) 
     raise TemplateError(f"no template named {name}.jinja")
 
 
+class OperatorDomainError(UserError, ValueError):
+    """An operator was configured for a domain it cannot work with."""
+
+
+def pick_one(elites: Sequence[Elite], rng: np.random.Generator) -> Elite:
+    """One elite, uniformly at random."""
+    return elites[int(rng.integers(len(elites)))]
+
+
+def pick_sorted(elites: Sequence[Elite], k: int, rng: np.random.Generator) -> list[Elite]:
+    """Up to `k` distinct elites, uniformly at random, worst first (the order LMX and
+    FunSearch's prompts show them in: the model continues towards the best)."""
+    picks = rng.choice(len(elites), size=min(k, len(elites)), replace=False)
+    return sorted((elites[int(i)] for i in picks), key=lambda e: e.fitness)
+
+
 class Operator:
     """Base class: choose parents, render the template, return a `GenerationRequest`, and
     turn the completion into a genome (by default with the domain's `parse`)."""
@@ -104,8 +120,9 @@ class Operator:
         return Parsed(genome)
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        """Choose this operator's parents from the archive's elites."""
-        raise NotImplementedError
+        """Choose this operator's parents from the archive's elites (by default one,
+        uniformly: MAP-Elites' selection, Mouret & Clune 2015)."""
+        return [pick_one(elites, rng)]
 
     def render(self, parents: Sequence[Elite]) -> str:
         try:

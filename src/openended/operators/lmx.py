@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from openended.archive.elite import Elite
-from openended.operators.base import Operator
+from openended.operators.base import Operator, pick_sorted
 
 
 class LMXCrossover(Operator):
@@ -21,6 +21,4 @@ class LMXCrossover(Operator):
     default_parents: ClassVar[int] = 4
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        picks = rng.choice(len(elites), size=min(self.parents, len(elites)), replace=False)
-        chosen = [elites[int(i)] for i in picks]
-        return sorted(chosen, key=lambda e: e.fitness)
+        return pick_sorted(elites, self.parents, rng)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-
-from openended.archive.elite import Elite
 from openended.operators.base import Operator
 
 
@@ -18,6 +15,3 @@ class InstructionMutation(Operator):
     """Rewrite one parent, chosen uniformly from the archive."""
 
     name: ClassVar[str] = "mutation"
-
-    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        return [elites[int(rng.integers(len(elites)))]]

@@ -12,7 +12,8 @@ import numpy as np
 
 from openended.archive.elite import Elite
 from openended.domains.program.diff import DiffError, apply_blocks, parse_blocks
-from openended.operators.base import Operator, Parsed
+from openended.domains.program.region import ProgramDomain
+from openended.operators.base import Operator, OperatorDomainError, Parsed, pick_one, pick_sorted
 
 SEARCH_MARKER = "<<<<<<< SEARCH"
 FUNCTION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\n```", "\n@", "\n#")
@@ -37,7 +38,21 @@ def trim_function_body(header: str, completion: str) -> str | None:
     return None
 
 
-class DiffMutation(Operator):
+class ProgramOperator(Operator):
+    """An operator that edits a program region: its domain must be a `ProgramDomain`."""
+
+    domain: ProgramDomain
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(self.domain, ProgramDomain):
+            raise OperatorDomainError(
+                f"operator {self.name!r} edits programs: it needs a domain with a program "
+                f"region (the 'program' domain), not {type(self.domain).__name__}"
+            )
+
+
+class DiffMutation(ProgramOperator):
     """Ask for SEARCH/REPLACE edits of one parent; the prompt ends with the SEARCH marker
     so that even small models start in the format."""
 
@@ -45,9 +60,6 @@ class DiffMutation(Operator):
     copies_parent: ClassVar[bool] = True
     default_stop: ClassVar[tuple[str, ...]] = ()
     default_max_tokens: ClassVar[int] = 384
-
-    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        return [elites[int(rng.integers(len(elites)))]]
 
     def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
         """An example edit built from a real line of the parent (the longest code line), so
@@ -73,7 +85,7 @@ class DiffMutation(Operator):
         return Parsed.failed(problem) if problem else Parsed(genome)
 
 
-class FullRewrite(Operator):
+class FullRewrite(ProgramOperator):
     """Ask for the whole region again. For a named function the prompt ends with its
     header and docstring and the model writes the body."""
 
@@ -85,11 +97,11 @@ class FullRewrite(Operator):
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
         """The parent, and another elite to show as already found (the prompt asks for a
         version unlike both, so that the model does not write the archive again)."""
-        parent = elites[int(rng.integers(len(elites)))]
+        parent = pick_one(elites, rng)
         others = [e for e in elites if e.genome.strip() != parent.genome.strip()]
         if not others:
             return [parent]
-        return [parent, others[int(rng.integers(len(others)))]]
+        return [parent, pick_one(others, rng)]
 
     def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
         return {"header": self.domain.region.header, "found": list(parents[1:])}
@@ -107,7 +119,7 @@ class FullRewrite(Operator):
         return Parsed.failed(problem) if problem else Parsed(genome)
 
 
-class FunSearchCrossover(Operator):
+class FunSearchCrossover(ProgramOperator):
     """`parents` versions of the function, renamed ``<name>_v0 ..`` in increasing score,
     then the header of the next version; the completion is its body."""
 
@@ -125,8 +137,7 @@ class FunSearchCrossover(Operator):
             )
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        picks = rng.choice(len(elites), size=min(self.parents, len(elites)), replace=False)
-        return sorted((elites[int(i)] for i in picks), key=lambda e: e.fitness)
+        return pick_sorted(elites, self.parents, rng)
 
     def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
         region = self.domain.region

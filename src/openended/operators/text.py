@@ -11,7 +11,7 @@ import numpy as np
 
 from openended.archive.elite import Elite
 from openended.lm.base import GenerationRequest
-from openended.operators.base import Operator
+from openended.operators.base import Operator, pick_one
 
 EVOLUTIONS: dict[str, str] = {
     "add_constraints": "Add one more constraint or requirement to it.",
@@ -30,9 +30,6 @@ class EvolMutation(Operator):
     name: ClassVar[str] = "evol"
     default_stop: ClassVar[tuple[str, ...]] = ("\n\n",)
     default_max_tokens: ClassVar[int] = 128
-
-    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        return [elites[int(rng.integers(len(elites)))]]
 
     def request(self, parents: Sequence[Elite], *, seed: int) -> GenerationRequest:
         self._evolution = list(EVOLUTIONS)[seed % len(EVOLUTIONS)]
@@ -53,7 +50,7 @@ class ContrastPrompt(Operator):
     default_max_tokens: ClassVar[int] = 96
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
-        anchor = elites[int(rng.integers(len(elites)))]
+        anchor = pick_one(elites, rng)
         if not anchor.descriptors:
             return [anchor]
         point = np.array(anchor.descriptors)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from openended import api, cli
+from openended import api
+from openended.apps import cli
 from openended.apps.training.finetune import FinetuneError, read_examples
 from openended.config import ModelConfig
 from openended.lm.base import GenerationRequest

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from openended import api, cli
+from openended import api
+from openended.apps import cli
 from openended.domains.text.axes import parse_task
 from openended.domains.text.judge import Judge, parse_option
 from openended.domains.text.seed_data import SeedDataError, read_seed_texts
@@ -70,6 +71,11 @@ class LogprobLM(ScriptedLM):
             chosen = answer_for(prompt)
             out.append([-0.1 if o == chosen else -5.0 for o in options])
         return out
+
+    def next_token_top_logprobs(
+        self, prompts: Sequence[str], k: int
+    ) -> list[list[tuple[str, float]]]:
+        return [[(answer_for(prompt), -0.1)][:k] for prompt in prompts]
 
 
 def test_parse_option() -> None:
@@ -285,12 +291,14 @@ def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path: Path) -> N
 
 
 def test_the_completion_cache_passes_log_probability_readers_through(tmp_path: Path) -> None:
-    from openended.lm.cache import CachedLM
+    from openended.lm.base import LogprobModel
+    from openended.lm.cache import cached
 
-    cached = CachedLM(LogprobLM(judge_script), tmp_path / "c.sqlite")
-    judge = Judge(cached, parse_task(TASK, source="test"))
+    judge = Judge(
+        cached(LogprobLM(judge_script), tmp_path / "c.sqlite"), parse_task(TASK, source="test")
+    )
     assert judge.method == "logprobs"
-    assert not hasattr(CachedLM(ScriptedLM(["x"]), tmp_path / "d.sqlite"), "option_logprobs")
+    assert not isinstance(cached(ScriptedLM(["x"]), tmp_path / "d.sqlite"), LogprobModel)
 
 
 def test_augment_export_labels_come_from_the_judge_with_embedding_descriptors(

@@ -6,6 +6,7 @@ import ast
 import re
 import textwrap
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from openended.errors import UserError
 
@@ -129,3 +130,15 @@ def find_region(source: str, function: str | None = None) -> Region:
             header=_function_header(region.initial.splitlines(True), node),
         )
     return region
+
+
+@runtime_checkable
+class ProgramDomain(Protocol):
+    """What the program operators (diff, rewrite, funsearch) need of a domain: the region
+    that evolves and a check of a proposed region."""
+
+    region: Region
+
+    def validate(self, genome: str) -> str | None:
+        """Why `genome` is not a valid region (None when it is)."""
+        ...

@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from openended.domains.text.axes import TextAxis, TextTask
-from openended.lm.base import GenerationRequest, LanguageModel
+from openended.lm.base import (
+    ChatLogprobModel,
+    GenerationRequest,
+    LanguageModel,
+    LogprobModel,
+)
 
 QUALITY_LEVELS = ("not at all", "poorly", "partly", "mostly", "fully")
 
@@ -78,8 +83,8 @@ class Judge:
         self.repeats = repeats
         self.seed = seed
         self.calibrate = calibrate
-        local = hasattr(lm, "option_logprobs") and hasattr(lm, "render")
-        remote = hasattr(lm, "chat_option_logprobs")
+        local = isinstance(lm, LogprobModel)
+        remote = isinstance(lm, ChatLogprobModel)
         if method == "logprobs" and not (local or remote):
             raise ValueError(f"{lm.model_id} gives no option log-probabilities; use 'parsed'")
         self.method = "logprobs" if method != "parsed" and (local or remote) else "parsed"
@@ -173,13 +178,13 @@ class Judge:
         """Option distributions from next-token log-probabilities: rendered prompts for
         the local backend, chat requests with ``top_logprobs`` for a server (None when
         the server does not give them)."""
-        if self._remote:
+        lm = self.lm
+        local = isinstance(lm, LogprobModel) and not self._remote
 
-            def render(request: GenerationRequest) -> Any:
-                return request.messages
-        else:
-            render = getattr(self.lm, "render")  # noqa: B009  (the chat template)
-        prompts = [render(GenerationRequest(messages=tuple(q.prompt))) for q in questions]
+        def render(messages: Sequence[dict]) -> Any:  # local: through the chat template
+            return lm.render(GenerationRequest(messages=tuple(messages))) if local else messages
+
+        prompts = [render(q.prompt) for q in questions]
         # contextual calibration (Zhao et al. 2021, arXiv 2102.09690): the same question
         # about a content-free text gives the judge's prior over the option numbers (small
         # models favour "1"); dividing by it removes that bias
@@ -191,7 +196,7 @@ class Judge:
                     axis = None if q.axis_index < 0 else self.task.axes[q.axis_index]
                     blanks[key] = len(prompts)
                     blank = self._messages("N/A", axis, q.options)
-                    prompts.append(render(GenerationRequest(messages=tuple(blank))))
+                    prompts.append(render(blank))
         sizes = [len(q.options) for q in questions]
         blank_sizes = {index: len(order) for (_, order), index in blanks.items()}
         groups: dict[int, list[int]] = {}
@@ -202,12 +207,14 @@ class Judge:
         for count, indices in groups.items():
             labels = [str(i + 1) for i in range(count)]
             batch = [prompts[i] for i in indices]
-            if self._remote:
-                logps = await self.lm.chat_option_logprobs(batch, labels)  # type: ignore[attr-defined]
-                if logps is None:
-                    return None
+            if local:
+                logps = await lm.option_logprobs(batch, labels)  # type: ignore[union-attr]
             else:
-                logps = await self.lm.option_logprobs(batch, labels)  # type: ignore[attr-defined]
+                assert isinstance(lm, ChatLogprobModel)
+                found = await lm.chat_option_logprobs(batch, labels)
+                if found is None:
+                    return None
+                logps = found
             for i, row in zip(indices, logps, strict=True):
                 p = np.exp(np.array(row) - max(row))
                 distributions[i] = p / p.sum()
