@@ -13,7 +13,7 @@ import pytest
 
 import openended
 from openended.lm.scripted import ScriptedLM
-from openended.store import BatchMetrics, CandidateRecord, RunStore, StoreError
+from openended.store import BatchMetrics, CandidateRecord, RunStore, Status, StoreError
 from tests.conftest import seeded_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +59,17 @@ def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
                 metrics(1),
             )
         assert store.count() == 1 and store.last_batch() == 0
+
+
+def test_a_pending_candidate_is_never_stored(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r", create=True) as store:
+        waiting = CandidateRecord(id=1, batch=0, operator="seed", parents=(), status="pending")
+        assert waiting.status is Status.PENDING
+        with pytest.raises(ValueError, match=r"candidates \[1\] are still pending"):
+            store.record_batch([waiting], metrics(0))
+        assert store.count() == 0
+    with pytest.raises(ValueError, match="status must be one of"):
+        CandidateRecord(id=2, batch=0, operator="seed", parents=(), status="waiting")
 
 
 def test_not_a_run_directory(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from openended.store.run_store import CandidateRecord
+from openended.store.run_store import CandidateRecord, Status
 
 
 @dataclass
@@ -64,8 +64,8 @@ class OperatorBandit:
             if stats is None:  # seeds, or an operator this run no longer uses
                 continue
             stats.children += 1
-            stats.valid += record.status == "valid"
-            stats.improving += bool(record.status == "valid" and record.added)
+            stats.valid += record.status == Status.VALID
+            stats.improving += bool(record.status == Status.VALID and record.added)
             stats.tokens += record.prompt_tokens + record.completion_tokens
 
     def weights(self) -> np.ndarray:

@@ -15,9 +15,9 @@ from openended.archive.archive import Archive
 from openended.archive.elite import Elite
 from openended.domains.base import Axis
 from openended.engine.restore import group_by_batch, insert_records
-from openended.store.run_store import CandidateRecord
+from openended.store.run_store import CandidateRecord, Status
 
-FAILED = ("invalid", "parse_error", "search_not_found")
+FAILED = (Status.INVALID, Status.PARSE_ERROR, Status.SEARCH_NOT_FOUND)
 
 
 class Population:

@@ -6,12 +6,12 @@ from collections.abc import Iterable, Iterator
 
 from openended.archive.archive import Archive
 from openended.domains.base import Axis
-from openended.store.run_store import CandidateRecord, RunStore
+from openended.store.run_store import CandidateRecord, RunStore, Status
 
 
 def insert_records(archive: Archive, records: Iterable[CandidateRecord]) -> None:
     """Insert the valid records (in the given order) and mark which entered the archive."""
-    valid = [r for r in records if r.status == "valid" and r.fitness is not None]
+    valid = [r for r in records if r.status == Status.VALID and r.fitness is not None]
     if not valid:
         return
     archive.add(

@@ -39,7 +39,7 @@ from openended.errors import InfrastructureError, UserError
 from openended.executor.base import Evaluator, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
 from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
-from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
+from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore, Status
 
 SEED_OPERATOR = "seed"
 logger = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class Search:
                     batch=index,
                     operator=operator.name,
                     parents=parent_ids,
-                    status="parse_error",
+                    status=Status.PARSE_ERROR,
                     completion=generation.text,
                     prompt=request.prompt,
                     t_generate=seconds,
@@ -275,14 +275,16 @@ class Search:
                     island=island,
                 )
                 if generation.error or generation.finish_reason == "error":
-                    record.status, record.error = "lm_error", generation.error or "LM error"
+                    record.status, record.error = Status.LM_ERROR, generation.error or "LM error"
                 else:
                     parsed = operator.parse(generation.text, parents)
                     if parsed.genome is None:
-                        record.status = parsed.status if parsed.status != "ok" else "parse_error"
+                        record.status = (
+                            Status(parsed.status) if parsed.status != "ok" else Status.PARSE_ERROR
+                        )
                         record.error = parsed.error or "could not parse the completion"
                     else:
-                        record.genome, record.status = parsed.genome, "invalid"
+                        record.genome, record.status = parsed.genome, Status.PENDING
                 batch.records.append(record)
         return batch
 
@@ -298,7 +300,7 @@ class Search:
             batch=index,
             operator=operator.name,
             parents=parents,
-            status="lm_error",
+            status=Status.LM_ERROR,
             prompt=request.prompt,
             error=error,
         )
@@ -307,18 +309,21 @@ class Search:
         seen: dict[str, int] = {}
         fingerprint = self.population.fingerprint
         for position, record in enumerate(batch.records):
-            if record.status != "invalid" or record.genome is None or fingerprint is None:
+            if record.status != Status.PENDING or record.genome is None or fingerprint is None:
                 continue
             key = fingerprint(record.genome)
             earlier = self.population.duplicate_of(key)
             if earlier is not None:
-                record.status, record.error = "duplicate", f"near-duplicate of candidate {earlier}"
+                record.status, record.error = (
+                    Status.DUPLICATE,
+                    f"near-duplicate of candidate {earlier}",
+                )
             elif key is not None and key in seen:
-                record.status = "duplicate"
+                record.status = Status.DUPLICATE
                 record.error = f"near-duplicate of candidate #{seen[key] + 1} of this batch"
             elif key is not None:
                 seen[key] = position
-        pending = [r for r in batch.records if r.status == "invalid" and r.genome is not None]
+        pending = [r for r in batch.records if r.status == Status.PENDING and r.genome is not None]
         if not pending:
             return
         start = time.perf_counter()
@@ -343,19 +348,19 @@ class Search:
         if evaluation.genome is not None and evaluation.genome != record.genome:
             record.proposed, record.genome = record.genome, evaluation.genome
         if evaluation.valid:
-            record.status = "valid"
+            record.status = Status.VALID
             record.fitness = float(evaluation.fitness)  # type: ignore[arg-type]
             if len(evaluation.descriptors) != len(self.domain.axes):
-                record.status = "invalid"
+                record.status = Status.INVALID
                 record.error = (
                     f"domain gave {len(evaluation.descriptors)} descriptors for "
                     f"{len(self.domain.axes)} axes"
                 )
             record.descriptors = tuple(float(d) for d in evaluation.descriptors)
             if not np.all(np.isfinite([record.fitness, *record.descriptors])):
-                record.status, record.error = "invalid", "non-finite fitness or descriptors"
+                record.status, record.error = Status.INVALID, "non-finite fitness or descriptors"
         else:
-            record.status = "invalid"
+            record.status = Status.INVALID
             record.error = evaluation.feedback or "invalid"
 
     def _commit(self, batch: _Batch) -> BatchMetrics:
@@ -369,12 +374,12 @@ class Search:
         usage.evaluations += sum(
             int(r.details.get("evaluations", 1))
             for r in batch.records
-            if r.status in ("valid", "invalid")
+            if r.status in (Status.VALID, Status.INVALID)
         )  # a refine stage's extra evaluator calls count too
         usage.candidates += len(batch.records)
-        usage.valid += sum(r.status == "valid" for r in batch.records)
+        usage.valid += sum(r.status == Status.VALID for r in batch.records)
         usage.children += len(children)
-        usage.valid_children += sum(r.status == "valid" for r in children)
+        usage.valid_children += sum(r.status == Status.VALID for r in children)
         usage.lm_calls += batch.calls
         usage.tokens += batch.tokens
         usage.elapsed = self.elapsed()
@@ -391,7 +396,7 @@ class Search:
             best_fitness=stats.best_fitness,
             valid_rate=usage.valid_children / usage.children if usage.children else 1.0,
             batch_valid_rate=(
-                sum(r.status == "valid" for r in batch.records) / len(batch.records)
+                sum(r.status == Status.VALID for r in batch.records) / len(batch.records)
                 if batch.records
                 else 0.0
             ),
@@ -427,13 +432,13 @@ class Search:
                     parents=(),
                     completion=text,
                     genome=genome,
-                    status="invalid" if genome else "parse_error",
+                    status=Status.PENDING if genome else Status.PARSE_ERROR,
                     error=None if genome else f"could not parse seed {text!r}",
                 )
             )
         batch = _Batch(index=0, records=records)
         await self._evaluate(batch)
-        if not any(r.status == "valid" for r in records):
+        if not any(r.status == Status.VALID for r in records):
             problems = "; ".join(f"{r.completion!r}: {r.error}" for r in records)
             raise SearchError(f"none of the {len(records)} seeds is valid: {problems}")
         self._commit(batch)
@@ -499,11 +504,13 @@ class Search:
                     in_flight[index] = size
                     self.in_flight = sorted(in_flight)
                     batch = await self._generate(index, size)
-                    in_flight[index] = per_child * sum(r.status == "invalid" for r in batch.records)
+                    in_flight[index] = per_child * sum(
+                        r.status == Status.PENDING for r in batch.records
+                    )
                     in_flight_tokens[index] = batch.tokens
                     await queue.put(batch)
                     index += 1
-                    if all(r.status == "lm_error" for r in batch.records):
+                    if all(r.status == Status.LM_ERROR for r in batch.records):
                         failed_batches += 1
                         limit = self.config.search.max_failed_batches
                         if limit and failed_batches >= limit:
@@ -514,7 +521,7 @@ class Search:
                             return
                     else:
                         failed_batches = 0
-                    if any(r.status == "invalid" for r in batch.records):  # to be evaluated
+                    if any(r.status == Status.PENDING for r in batch.records):  # to be evaluated
                         fruitless_batches = 0
                     else:
                         fruitless_batches += 1

@@ -4,7 +4,8 @@ from openended.store.run_store import (
     BatchMetrics,
     CandidateRecord,
     RunStore,
+    Status,
     StoreError,
 )
 
-__all__ = ["BatchMetrics", "CandidateRecord", "RunStore", "StoreError"]
+__all__ = ["BatchMetrics", "CandidateRecord", "RunStore", "Status", "StoreError"]

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,24 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 
-STATUSES = ("valid", "invalid", "parse_error", "search_not_found", "duplicate", "lm_error")
+
+class Status(StrEnum):
+    """What became of a candidate. Every status but `PENDING` is final and stored;
+    `PENDING` (parsed, waiting for its evaluation) lives only inside a batch in flight."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    """Evaluated and rejected (the error says why)."""
+    PARSE_ERROR = "parse_error"
+    SEARCH_NOT_FOUND = "search_not_found"
+    """A diff whose SEARCH text is not in the parent."""
+    DUPLICATE = "duplicate"
+    LM_ERROR = "lm_error"
+    PENDING = "pending"
+
+
+STATUSES = tuple(s.value for s in Status if s is not Status.PENDING)
+"""The statuses a stored candidate may have."""
 
 
 @dataclass
@@ -77,7 +95,7 @@ class CandidateRecord:
     batch: int
     operator: str
     parents: tuple[int, ...]
-    status: str
+    status: Status
     genome: str | None = None
     completion: str | None = None
     prompt: str | None = None
@@ -100,8 +118,9 @@ class CandidateRecord:
     """What the domain reports beyond numbers (fitted constants, evaluations spent)."""
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
+        if self.status not in set(Status):
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        self.status = Status(self.status)
 
 
 @dataclass(frozen=True)
@@ -252,6 +271,9 @@ class RunStore:
     ) -> None:
         """Write a batch of candidates (ids already assigned), its metrics and counters in
         one transaction."""
+        unfinished = [c.id for c in candidates if c.status == Status.PENDING]
+        if unfinished:
+            raise ValueError(f"candidates {unfinished} are still pending: evaluate them first")
         now = time.time()
         rows = [
             (
@@ -262,7 +284,7 @@ class RunStore:
                 c.genome,
                 c.completion,
                 c.prompt,
-                c.status,
+                Status(c.status).value,
                 c.error,
                 _finite(c.fitness),
                 json.dumps(list(c.descriptors)) if c.descriptors is not None else None,
@@ -363,7 +385,7 @@ class RunStore:
             batch=row["batch"],
             operator=row["operator"],
             parents=tuple(json.loads(row["parents"])),
-            status=row["status"],
+            status=Status(row["status"]),
             genome=row["genome"],
             completion=row["completion"],
             prompt=row["prompt"],
