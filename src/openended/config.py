@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from openended.domains import UnknownDomainError, domain_class
 from openended.errors import UserError
+from openended.operators import available_operators
 from openended.textfiles import read_text
 
 
@@ -132,20 +133,32 @@ class OperatorConfig(_Strict):
     parents: int | None = Field(None, ge=1, le=32, description="parents per prompt")
 
 
-class OperatorsConfig(_Strict):
-    """Variation operators. A weight left unset takes the domain's default (symbolic
-    regression: lmx and mutation; program evolution: diff, rewrite, funsearch)."""
-
-    lmx: OperatorConfig = Field(default_factory=OperatorConfig)
-    mutation: OperatorConfig = Field(default_factory=OperatorConfig)
-    diff: OperatorConfig = Field(default_factory=OperatorConfig)
-    rewrite: OperatorConfig = Field(default_factory=OperatorConfig)
-    funsearch: OperatorConfig = Field(default_factory=OperatorConfig)
-    evol: OperatorConfig = Field(default_factory=OperatorConfig)
-    contrast: OperatorConfig = Field(default_factory=OperatorConfig)
+class _Operators(_Strict):
+    """Variation operators, one table per registered operator (`available_operators`).
+    A weight left unset takes the domain's default (symbolic regression: lmx and
+    mutation; program evolution: diff, rewrite, funsearch)."""
 
     def items(self) -> list[tuple[str, OperatorConfig]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+    def weights(self, defaults: Mapping[str, float]) -> dict[str, float]:
+        """Each operator's weight: the config's, else the domain's default (`defaults`,
+        the domain's ``default_operator_weights``), else 0 (not used)."""
+        return {
+            name: op.weight if op.weight is not None else float(defaults.get(name, 0.0))
+            for name, op in self.items()
+        }
+
+
+OperatorsConfig = create_model(  # a field per registered operator
+    "OperatorsConfig",
+    __base__=_Operators,
+    __doc__=_Operators.__doc__,
+    **{
+        name: (OperatorConfig, Field(default_factory=OperatorConfig))
+        for name in available_operators()
+    },  # type: ignore[call-overload]
+)
 
 
 class SearchConfig(_Strict):
@@ -260,7 +273,7 @@ class Config(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
-    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)
+    operators: OperatorsConfig = Field(default_factory=OperatorsConfig)  # type: ignore[valid-type]
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     domain: dict[str, Any] = Field(default_factory=lambda: {"name": "symbolic_regression"})
 
@@ -396,12 +409,8 @@ def load_config(
         config.domain_options()
     except ConfigError as exc:
         raise ConfigError(origin + str(exc)) from None
-    defaults = getattr(domain_class(config.domain_name), "default_operator_weights", {})
-    weights = {
-        name: op.weight if op.weight is not None else defaults.get(name, 0.0)
-        for name, op in config.operators.items()
-    }
-    if not any(w > 0 for w in weights.values()):
+    defaults = domain_class(config.domain_name).default_operator_weights
+    if not any(w > 0 for w in config.operators.weights(defaults).values()):
         raise ConfigError(
             f"{origin}operators: at least one operator needs a weight > 0 "
             f"(domain {config.domain_name!r} defaults: {defaults})"

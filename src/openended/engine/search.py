@@ -38,7 +38,7 @@ from openended.engine.population import Population
 from openended.errors import InfrastructureError, UserError
 from openended.executor.base import Evaluator, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
-from openended.operators import OPERATORS, Operator, SamplingSettings, load_template
+from openended.operators import Operator, SamplingSettings, load_template, operator_class
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore, Status
 
 SEED_OPERATOR = "seed"
@@ -76,14 +76,14 @@ def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, floa
     unset weight takes the domain's default (`domain.default_operator_weights`); unset
     ``max_tokens``/``stop`` take the domain's (`domain.operator_sampling`, optional), then
     the operator's."""
-    defaults: dict[str, float] = dict(domain.default_operator_weights)
+    weights = config.operators.weights(domain.default_operator_weights)
     domain_sampling = operator_sampling(domain)
     built = []
     for name, op_config in config.operators.items():
-        weight = op_config.weight if op_config.weight is not None else defaults.get(name, 0.0)
+        weight = weights[name]
         if weight <= 0:
             continue
-        cls = OPERATORS[name]
+        cls = operator_class(name)
         template = load_template(name, override=op_config.template, domain_dir=domain.prompt_dir)
         preset = domain_sampling.get(name, {})
         stop = op_config.stop if op_config.stop is not None else preset.get("stop")

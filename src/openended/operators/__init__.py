@@ -1,5 +1,11 @@
-"""Variation operators, by name."""
+"""Variation operators, registered under the entry point group ``openended.operators``
+(like domains): a package adds an operator by registering its class there."""
 
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from openended.errors import UserError
 from openended.operators.base import (
     Operator,
     Parsed,
@@ -9,26 +15,40 @@ from openended.operators.base import (
 )
 from openended.operators.lmx import LMXCrossover
 from openended.operators.mutation import InstructionMutation
-from openended.operators.program import DiffMutation, FullRewrite, FunSearchCrossover
-from openended.operators.text import ContrastPrompt, EvolMutation
 
-OPERATORS: dict[str, type[Operator]] = {
-    LMXCrossover.name: LMXCrossover,
-    InstructionMutation.name: InstructionMutation,
-    DiffMutation.name: DiffMutation,
-    FullRewrite.name: FullRewrite,
-    FunSearchCrossover.name: FunSearchCrossover,
-    EvolMutation.name: EvolMutation,
-    ContrastPrompt.name: ContrastPrompt,
-}
+ENTRY_POINT_GROUP = "openended.operators"
+
+
+class UnknownOperatorError(UserError, LookupError):
+    """No operator is registered under the requested name."""
+
+
+def available_operators() -> list[str]:
+    """Names of the registered operators, in registration order (the order a config
+    lists them in and a search draws them in)."""
+    return list(dict.fromkeys(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)))
+
+
+def operator_class(name: str) -> type[Operator]:
+    """The operator class registered as `name`."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()  # type: ignore[no-any-return]
+    raise UnknownOperatorError(
+        f"unknown operator {name!r}; registered: {', '.join(available_operators()) or 'none'}"
+    )
+
 
 __all__ = [
-    "OPERATORS",
+    "ENTRY_POINT_GROUP",
     "InstructionMutation",
     "LMXCrossover",
     "Operator",
     "Parsed",
     "SamplingSettings",
     "TemplateError",
+    "UnknownOperatorError",
+    "available_operators",
     "load_template",
+    "operator_class",
 ]
