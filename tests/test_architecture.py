@@ -54,7 +54,10 @@ def imports(name: str, path: Path, known: set[str]) -> list[str]:
             if node.level:
                 parts = ("openended." + package).split(".")[: 1 - node.level or None]
                 base = ".".join([*parts, base] if base else parts)
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            # `from package import module` imports the module (as import-linter reads it)
+            names = [f"{base}.{a.name}" for a in node.names]
+            modules_named = [n for n in names if _known(n, known)]
+            targets = modules_named + ([base] if len(modules_named) < len(names) else [])
         for target in targets:
             if not target.startswith("openended"):
                 continue
@@ -64,6 +67,10 @@ def imports(name: str, path: Path, known: set[str]) -> list[str]:
             if target in known and target != name:
                 found[target] = None
     return list(found)
+
+
+def _known(dotted: str, known: set[str]) -> bool:
+    return dotted.removeprefix("openended").lstrip(".") in known
 
 
 def layer(name: str) -> int:

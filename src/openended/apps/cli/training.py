@@ -1,0 +1,238 @@
+"""Training: `finetune` (on a run or pairs), `improve` (explore -> verify -> fine-tune loops)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from openended.apps.cli.common import console, flag_overrides, print_line, settings_from
+from openended.config import ConfigError
+from openended.lm import embedded
+
+if TYPE_CHECKING:
+    from openended.apps.training.finetune import FinetuneSettings
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from openended.apps.training.finetune import FinetuneSettings, finetune, read_examples
+    from openended.apps.training.pairs import select_pairs, write_pairs
+
+    selection = None
+    if args.data is not None:
+        examples = read_examples(args.data)
+        out = args.out or args.data.with_suffix("") / "finetuned"
+    elif args.run_dir is None:
+        raise ConfigError("give RUN_DIR (a run directory) or --data FILE.jsonl")
+    elif args.pairs == "solutions":
+        from openended.apps.training.puzzle_data import examples_from_sources, sources_from_run
+
+        if args.select == "improved":
+            raise ConfigError("--pairs solutions takes --select archive or --select valid")
+        select = "elites" if args.select == "archive" else "valid"
+        examples = examples_from_sources(sources_from_run(args.run_dir, select=select))
+        out = args.out or args.run_dir / "finetuned"
+    else:
+        selection = select_pairs(
+            args.run_dir,
+            select=args.select,
+            max_per_parent=args.max_per_parent,
+            min_pairs=args.min_pairs,
+        )
+        examples = selection.examples
+        out = args.out or args.run_dir / "finetuned"
+        console.print(f"{args.run_dir}: {selection.summary()}")
+        if args.export is not None:
+            write_pairs(args.export, selection.examples, selection.ids)
+            print(args.export)
+            return 0
+    base = embedded.resolve_model(args.model)
+    settings = FinetuneSettings(
+        method=args.method,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    console.print(f"fine-tuning {args.model} on {len(examples)} examples ({args.method})")
+    result = finetune(base, examples, out, settings, progress=lambda line: console.print(line))
+    if selection is not None:  # what the model learnt from, beside it
+        write_pairs(Path(out) / "training_pairs.jsonl", selection.examples, selection.ids)
+    console.print(f"{result.steps} steps in {result.seconds:.0f}s")
+    print(result.model_dir)
+    return 0
+
+
+def cmd_improve(args: argparse.Namespace) -> int:
+    from openended.apps.training.generate_loop import ImproveLoop, ImproveSettings
+
+    if args.solve is not None:
+        return _improve_solve(args)
+    if args.puzzles is None:
+        return _improve_search(args)
+    settings = settings_from(
+        ImproveSettings,
+        args,
+        *("held_out", "eval_puzzles", "samples", "generate_calls", "batch_size"),
+        *("max_seeds", "solver_attempts", "with_seeds"),
+        puzzles=args.puzzles,
+        out_dir=args.out,
+        model=args.model or "embedded",
+        iterations=args.iterations or 1,
+        arms=tuple(args.arms),
+        seed=args.seed or 0,
+        finetune=_finetune_settings(args),
+    )
+    loop = ImproveLoop(settings, log=print_line)
+    steps = loop.run()
+    for step in steps:
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
+    console.print(f"results: {loop.record_path}  plot: {loop.out / 'improve.png'}")
+    return 0
+
+
+def _finetune_settings(args: argparse.Namespace) -> FinetuneSettings:
+    from openended.apps.training.finetune import FinetuneSettings
+
+    return FinetuneSettings(method=args.method, epochs=args.epochs)
+
+
+def _improve_solve(args: argparse.Namespace) -> int:
+    """`openended improve --solve PUZZLES`: expert iteration on verified solutions."""
+    from openended.apps.training.solve_loop import SolveLoop, SolveLoopSettings
+
+    settings = settings_from(
+        SolveLoopSettings,
+        args,
+        *("held_out", "train_puzzles", "max_per_puzzle", "eval_puzzles", "max_tokens"),
+        "min_pairs",
+        puzzles=args.solve,
+        out_dir=args.out,
+        model=args.model or "embedded",
+        iterations=args.iterations or 2,
+        samples=args.train_samples,
+        eval_samples=args.samples,
+        seed=args.seed or 0,
+        finetune=_finetune_settings(args),
+    )
+    loop = SolveLoop(settings, log=print_line)
+    for step in loop.run():
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
+    console.print(f"results: {loop.record_path}")
+    return 0
+
+
+def _improve_search(args: argparse.Namespace) -> int:
+    """`openended improve --config RUN.toml`: the loop for any domain's search."""
+    from openended.apps.training.search_loop import LoopSettings, SearchImproveLoop
+
+    settings = settings_from(
+        LoopSettings,
+        args,
+        *("completions", "select", "max_per_parent", "min_pairs"),
+        config=args.config,
+        out_dir=args.out,
+        overrides=tuple(flag_overrides(args)),
+        iterations=args.iterations or 2,
+        finetune=_finetune_settings(args),
+    )
+    loop = SearchImproveLoop(settings, log=print_line)
+    for step in loop.run():
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.metrics}))
+    console.print(f"results: {loop.record_path}  plots: {loop.out / 'plots'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the `openended` parser."""
+    tune = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on a run's verified children (TRL + LoRA), any domain",
+        description="Build prompt -> completion pairs from a run's valid children (the "
+        "operator's prompt, the model's completion; deduplicated by normalised genome, at "
+        "most --max-per-parent per parent) and fine-tune a model on them. Example: "
+        "openended finetune runs/my-run --select improved --out runs/my-run/tuned",
+    )
+    tune.add_argument("run_dir", type=Path, nargs="?", help="a run directory (any domain)")
+    tune.add_argument("--data", type=Path, help="JSONL of prompt/completion pairs instead")
+    tune.add_argument(
+        "--select",
+        choices=["improved", "archive", "valid"],
+        default="improved",
+        help="children that beat their best parent; that entered the archive; every valid one",
+    )
+    tune.add_argument(
+        "--pairs",
+        choices=["operators", "solutions"],
+        default="operators",
+        help="operators: the operators' prompts and completions; solutions (puzzles runs): "
+        "solve prompts and verified solutions of the run's puzzles",
+    )
+    tune.add_argument("--min-pairs", type=int, default=8, help="refuse to train on fewer")
+    tune.add_argument("--max-per-parent", type=int, default=4, help="pairs one parent may give")
+    tune.add_argument("--export", type=Path, help="write the pairs as JSONL and stop")
+    tune.add_argument("--model", default="embedded", help="base model: 'embedded' or a folder")
+    tune.add_argument("--out", type=Path, help="output model folder (default RUN_DIR/finetuned)")
+    tune.add_argument("--method", choices=["lora", "full"], default="lora")
+    tune.add_argument("--epochs", type=float, default=2.0)
+    tune.add_argument("--lr", type=float, help="default 2e-4 (LoRA) or 3e-5 (full)")
+    tune.add_argument("--batch-size", type=int, default=8)
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(func=cmd_finetune)
+
+    improve = sub.add_parser(
+        "improve",
+        help="explore -> verify -> finetune -> repeat, tuned vs control arm (any domain)",
+        description="The search teaches its own model: each iteration searches for "
+        "--completions with the current model, then fine-tunes the next model on the "
+        "verified children of the runs so far; a control arm spends the same completions "
+        "with the base model. Example: openended improve --config run.toml --iterations 2 "
+        "--completions 128 --out runs/loop. With --puzzles: the puzzle-generation loop "
+        "(QD vs naive generation, held-out pass@k).",
+    )
+    improve.add_argument("--config", type=Path, help="the search's TOML (default: the default)")
+    improve.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    improve.add_argument("--puzzles", type=Path, help="P3-format JSON: the puzzle loop")
+    improve.add_argument(
+        "--solve", type=Path, help="P3-format JSON: expert iteration on verified solutions"
+    )
+    improve.add_argument(
+        "--train-puzzles", type=int, default=200, help="--solve: training puzzles sampled"
+    )
+    improve.add_argument(
+        "--train-samples", type=int, default=8, help="--solve: samples per training puzzle"
+    )
+    improve.add_argument(
+        "--max-per-puzzle", type=int, default=4, help="--solve: pairs one puzzle may give"
+    )
+    improve.add_argument("--out", type=Path, default=Path("runs/improve"))
+    improve.add_argument("--model", help="base model (default: the config's, or embedded)")
+    improve.add_argument(
+        "--iterations", type=int, help="rounds (default 2; --puzzles: 1, each trains)"
+    )
+    improve.add_argument(
+        "--completions", type=int, default=128, help="completions per search and arm"
+    )
+    improve.add_argument(
+        "--select", choices=["improved", "archive", "valid"], default="improved",
+        help="which verified children train the next model",
+    )  # fmt: skip
+    improve.add_argument("--min-pairs", type=int, default=8, help="train on no fewer")
+    improve.add_argument("--max-per-parent", type=int, default=4, help="pairs one parent may give")
+    improve.add_argument("--arms", nargs="+", choices=["qd", "naive"], default=["qd", "naive"])
+    improve.add_argument("--held-out", type=float, default=0.3, help="share of families held out")
+    improve.add_argument("--eval-puzzles", type=int, default=40)
+    improve.add_argument("--samples", type=int, default=10, help="samples per held-out puzzle")
+    improve.add_argument(
+        "--max-tokens", type=int, default=128, help="--solve: tokens per sampled solution"
+    )
+    improve.add_argument("--generate-calls", type=int, default=8, help="LM calls per iteration")
+    improve.add_argument("--batch-size", type=int, default=16, help="completions per LM call")
+    improve.add_argument("--max-seeds", type=int, default=32)
+    improve.add_argument("--solver-attempts", type=int, default=4)
+    improve.add_argument("--with-seeds", action="store_true", help="also train on seed puzzles")
+    improve.add_argument("--method", choices=["lora", "full"], default="lora")
+    improve.add_argument("--epochs", type=float, default=2.0)
+    improve.add_argument("--seed", type=int, help="the search's seed (--puzzles: default 0)")
+    improve.set_defaults(func=cmd_improve)
