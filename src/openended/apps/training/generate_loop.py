@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from openended.apps.training.finetune import FinetuneSettings, finetune
+from openended.apps.training.loop_record import read_loop_record, write_loop_record
 from openended.apps.training.puzzle_data import (
     distinct_sources,
     examples_from_sources,
@@ -122,49 +123,26 @@ class ImproveLoop:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
+    CHECKED = (
+        *("puzzles", "model", "held_out", "eval_puzzles", "samples", "seed", "generate_calls"),
+        *("batch_size", "max_seeds", "solver_attempts", "with_seeds", "eval_set"),
+    )
+    """Settings a rerun must share with the record (more iterations or arms may follow)."""
+
     def _load_steps(self) -> list[Step]:
-        if not self.record_path.is_file():
-            return []
-        data = json.loads(self.record_path.read_text())
-        stored = data.get("settings", {})
         current = self._settings_json()
-        changed = [
-            key
-            for key in (
-                "puzzles",
-                "model",
-                "held_out",
-                "eval_puzzles",
-                "samples",
-                "seed",
-                "generate_calls",
-                "batch_size",
-                "max_seeds",
-                "solver_attempts",
-                "with_seeds",
-            )
-            if key in stored and stored[key] != current[key]
-        ]
-        if changed or data.get("eval_puzzles", [p.name for p in self.eval_set]) != [
-            p.name for p in self.eval_set
-        ]:
-            what = ", ".join(changed) or "the held-out puzzles"
-            raise ImproveError(
-                f"{self.record_path} was made with other settings ({what}); "
-                "use another --out folder to start a new loop"
-            )
+        data = read_loop_record(self.record_path, current, self.CHECKED, ImproveError)
         return [Step(**s) for s in data.get("steps", [])]
 
     def _settings_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self.settings), default=str))
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self.settings), default=str))
+        data["eval_set"] = [p.name for p in self.eval_set]
+        return data
 
     def _save(self) -> None:
-        data = {
-            "settings": self._settings_json(),
-            "eval_puzzles": [p.name for p in self.eval_set],
-            "steps": [asdict(s) for s in self.steps],
-        }
-        self.record_path.write_text(json.dumps(data, indent=1))
+        write_loop_record(
+            self.record_path, self._settings_json(), steps=[asdict(s) for s in self.steps]
+        )
 
     def _done(self, arm: str, iteration: int) -> Step | None:
         return next((s for s in self.steps if s.arm == arm and s.iteration == iteration), None)
