@@ -79,3 +79,31 @@ def test_generic_templates_exist_for_domains_without_their_own() -> None:
         assert "Haiku" in text and "\nm\n" in text
         if name == "lmx":
             assert all(f"\n{e.genome}\n" in text for e in ELITES)
+
+
+def test_operators_come_from_one_registry_in_its_order() -> None:
+    import tomllib
+
+    from openended.config import Config
+    from openended.operators import UnknownOperatorError, available_operators, operator_class
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    declared = list(pyproject["project"]["entry-points"]["openended.operators"])
+    assert available_operators() == declared  # the draw order is the registration order
+    assert [name for name, _ in Config().operators.items()] == declared
+    assert all(operator_class(name).name == name for name in declared)
+    with pytest.raises(UnknownOperatorError, match="unknown operator 'swap'; registered: lmx"):
+        operator_class("swap")
+
+
+def test_a_domain_default_weight_fills_only_unset_weights() -> None:
+    config = load_config(None, ["operators.mutation.weight=2"])
+    weights = config.operators.weights({"lmx": 0.5, "mutation": 0.5})
+    assert weights["lmx"] == 0.5 and weights["mutation"] == 2.0 and weights["diff"] == 0.0
+
+
+def test_a_program_operator_on_another_domain_is_a_named_error() -> None:
+    from openended.operators import OperatorDomainError
+
+    with pytest.raises(OperatorDomainError, match="operator 'diff' edits programs"):
+        operators(**{"operators.diff.weight": 1})

@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from openended.errors import UserError
 from openended.operators.base import (
     Operator,
+    OperatorDomainError,
     Parsed,
     SamplingSettings,
     TemplateError,
@@ -44,6 +45,7 @@ __all__ = [
     "InstructionMutation",
     "LMXCrossover",
     "Operator",
+    "OperatorDomainError",
     "Parsed",
     "SamplingSettings",
     "TemplateError",
