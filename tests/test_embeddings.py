@@ -25,6 +25,7 @@ def test_diversity_measures_on_known_sets() -> None:
     assert distinct_n(["a b", "c d"], 2) == 1.0
 
 
+@pytest.mark.slow  # loads the sentence-embedding model
 def test_embeddings_put_similar_texts_close() -> None:
     texts = [
         "How do plants make food from sunlight?",

@@ -25,6 +25,8 @@ from openended.lm.base import GenerationRequest
 from openended.lm.scripted import ScriptedLM
 from openended.store import RunStore
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
 ray = pytest.importorskip("ray")
 
 INITIAL = """\

@@ -12,6 +12,8 @@ import pytest
 
 from openended.lm import embedded
 
+pytestmark = pytest.mark.slow  # fetches the embedded model and runs the CLI in subprocesses
+
 
 def test_fetched_model_is_a_plain_float32_copy(embedded_model_dir: Path) -> None:
     assert embedded.is_fetched()

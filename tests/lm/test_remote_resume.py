@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import openended
 from openended.store import RunStore
 from tests.fault_server import FaultServer
+
+pytestmark = pytest.mark.slow  # SIGKILLs a CLI subprocess and resumes it
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -26,6 +26,8 @@ if not os.environ.get("OPENENDED_REQUIRE_BROWSER"):
         pytest.skip("needs Debian's chromium (apt-get install chromium)", allow_module_level=True)
 from playwright import sync_api as playwright_sync  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts Chromium
+
 
 def free_port() -> int:
     with socket.socket() as s:
