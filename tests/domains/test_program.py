@@ -219,6 +219,19 @@ def test_evolve_run_records_every_outcome(task: dict) -> None:
     assert "x = 6" in result.best["genome"]
 
 
+def test_a_model_that_only_repeats_the_archive_stops_the_search(task: dict) -> None:
+    """Near-duplicates are found at evaluation time; a batch of nothing else is fruitless
+    too (such a run used to go on until its budget of evaluations, i.e. forever)."""
+    task["budget"] = {"max_evaluations": 50, "max_seconds": 0}
+    task["search"]["max_fruitless_batches"] = 3
+    result = openended.run(task, lm=ScriptedLM([diff("    x = 1", "    x = 1  # same")]))
+    assert result.outcome.stopped_by.startswith(
+        "no child of 3 batches in a row could be evaluated (last batch: 6 duplicate; "
+    )
+    stored = rows(result.run_dir)
+    assert sum(row[4] == "duplicate" for row in stored) == 3 * 6  # nothing after the stop
+
+
 def test_the_last_error_of_a_parent_reaches_the_next_prompt(task: dict) -> None:
     task["budget"]["max_lm_calls"] = 8
     lm = ScriptedLM(scripted)

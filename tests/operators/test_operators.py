@@ -88,12 +88,26 @@ def test_operators_come_from_one_registry_in_its_order() -> None:
     from openended.operators import UnknownOperatorError, available_operators, operator_class
 
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    declared = list(pyproject["project"]["entry-points"]["openended.operators"])
-    assert available_operators() == declared  # the draw order is the registration order
+    declared = sorted(pyproject["project"]["entry-points"]["openended.operators"])
+    assert available_operators() == declared
     assert [name for name, _ in Config().operators.items()] == declared
     assert all(operator_class(name).name == name for name in declared)
-    with pytest.raises(UnknownOperatorError, match="unknown operator 'swap'; registered: lmx"):
+    with pytest.raises(
+        UnknownOperatorError, match="unknown operator 'swap'; registered: contrast, diff"
+    ):
         operator_class("swap")
+
+
+def test_a_search_draws_among_the_domains_operators_in_its_order_then_by_name() -> None:
+    from openended.engine.search import draw_order
+
+    program = {"diff": 0.6, "rewrite": 0.15, "funsearch": 0.25}
+    names = ["contrast", "diff", "evol", "funsearch", "lmx", "mutation", "rewrite"]
+    assert draw_order(program, names) == [
+        *("diff", "rewrite", "funsearch"),
+        *("contrast", "evol", "lmx", "mutation"),
+    ]
+    assert draw_order({"mine": 1.0, "lmx": 1.0}, names)[0] == "lmx"  # unregistered: left out
 
 
 def test_a_domain_default_weight_fills_only_unset_weights() -> None:

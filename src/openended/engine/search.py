@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,14 @@ class SearchOutcome:
     ok: bool = True
 
 
+def draw_order(domain_defaults: Iterable[str], names: Iterable[str]) -> list[str]:
+    """The order a search draws operators in: the domain's (its
+    ``default_operator_weights`` order), then the other registered ones by name."""
+    names = set(names)
+    first = [n for n in domain_defaults if n in names]
+    return first + sorted(names - set(first))
+
+
 def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, float]]:
     """The configured operators with their weights (weight-0 operators are left out). An
     unset weight takes the domain's default (`domain.default_operator_weights`); unset
@@ -78,9 +86,10 @@ def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, floa
     the operator's."""
     weights = config.operators.weights(domain.default_operator_weights)
     domain_sampling = operator_sampling(domain)
+    tables = dict(config.operators.items())
     built = []
-    for name, op_config in config.operators.items():
-        weight = weights[name]
+    for name in draw_order(domain.default_operator_weights, tables):
+        op_config, weight = tables[name], weights[name]
         if weight <= 0:
             continue
         cls = operator_class(name)
@@ -468,16 +477,18 @@ class Search:
         in_flight: dict[int, int] = {}  # batch index -> children planned
         in_flight_tokens: dict[int, int] = {}
         first_index = (self.store.last_batch() or 0) + 1
+        halted = False
+        """Set by the consumer when too many batches in a row had no child evaluated."""
 
         async def produce() -> None:
             nonlocal stopped_by
             index = first_index
-            failed_batches = fruitless_batches = 0
+            failed_batches = 0
             per_child = evaluations_per_child(self.domain)
             try:
                 while True:
                     await self._wait(lambda i=index: self._inserted >= i - 2)
-                    if self._stop_reason is not None:
+                    if self._stop_reason is not None or halted:
                         return
                     while True:
                         size, reason = self.budget.batch_size(
@@ -521,38 +532,43 @@ class Search:
                             return
                     else:
                         failed_batches = 0
-                    if any(r.status == Status.PENDING for r in batch.records):  # to be evaluated
-                        fruitless_batches = 0
-                    else:
-                        fruitless_batches += 1
-                        limit = self.config.search.max_fruitless_batches
-                        if limit and fruitless_batches >= limit:
-                            statuses = Counter(r.status for r in batch.records)
-                            stopped_by = (
-                                f"no child of {limit} batches in a row could be evaluated "
-                                f"(last batch: {_counts(statuses)}; last error: "
-                                f"{batch.records[-1].error})"
-                            )
-                            return
             finally:
                 self._release = 1 << 62
                 await self._notify()
                 await queue.put(None)
 
         async def consume() -> None:
+            nonlocal stopped_by, halted
+            fruitless_batches = 0
             if replay is not None:
                 await self._wait(lambda: self._release >= replay.index)
                 self._insert(replay.index, replay.records)
                 self._inserted = replay.index
                 await self._notify()
             while (batch := await queue.get()) is not None:
-                await self._evaluate(batch)
-                await self._wait(lambda b=batch: self._release >= b.index)
-                self._commit(batch)
+                if not halted:  # (a batch generated after the stop is not recorded)
+                    await self._evaluate(batch)
+                    await self._wait(lambda b=batch: self._release >= b.index)
+                    self._commit(batch)
                 in_flight.pop(batch.index, None)
                 in_flight_tokens.pop(batch.index, None)
                 self.in_flight = sorted(in_flight)
+                if halted:
+                    await self._notify()
+                    continue
                 self._inserted = batch.index
+                # fruitless: no child evaluated (unparsable, near-duplicates, failed requests)
+                evaluated = any(r.status in (Status.VALID, Status.INVALID) for r in batch.records)
+                fruitless_batches = 0 if evaluated else fruitless_batches + 1
+                limit = self.config.search.max_fruitless_batches
+                if limit and fruitless_batches >= limit and not stopped_by:
+                    statuses = Counter(str(r.status) for r in batch.records)
+                    stopped_by = (
+                        f"no child of {limit} batches in a row could be evaluated "
+                        f"(last batch: {_counts(statuses)}; last error: "
+                        f"{batch.records[-1].error})"
+                    )
+                    halted = True
                 await self._notify()
 
         producer = asyncio.create_task(produce())

@@ -25,9 +25,10 @@ class UnknownOperatorError(UserError, LookupError):
 
 
 def available_operators() -> list[str]:
-    """Names of the registered operators, in registration order (the order a config
-    lists them in and a search draws them in)."""
-    return list(dict.fromkeys(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)))
+    """Names of the registered operators, sorted. (A search draws among a domain's
+    operators in the order of its ``default_operator_weights``, then the others by name:
+    `openended.engine.build_operators`.)"""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def operator_class(name: str) -> type[Operator]:
