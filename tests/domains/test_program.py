@@ -382,7 +382,7 @@ def test_cli_evolve_errors_cleanly_and_the_best_program_is_written(
 
 def test_every_finish_rewrites_best_program_py(task: dict, capsys) -> None:
     """`openended resume` of an evolve run writes the new best program, not the old one."""
-    from openended.apps.cli import _finish
+    from openended.apps.cli.common import finish_run
     from openended.apps.evolve import write_best_program
 
     first = openended.run(task, lm=ScriptedLM(scripted))
@@ -391,6 +391,6 @@ def test_every_finish_rewrites_best_program_py(task: dict, capsys) -> None:
     again = openended.resume(
         first.run_dir, overrides=["budget.max_lm_calls=8"], lm=ScriptedLM(scripted)
     )
-    assert _finish(again, report=False) == 0
+    assert finish_run(again, report=False) == 0
     assert stale.read_text() == write_best_program(first.run_dir).read_text()
     assert "x = 6" in stale.read_text()

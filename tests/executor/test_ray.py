@@ -211,12 +211,13 @@ def test_executor_settings_are_checked() -> None:
 
 
 def test_the_command_line_sets_the_executor() -> None:
-    from openended.apps.cli import _overrides, build_parser
+    from openended.apps.cli import build_parser
+    from openended.apps.cli.common import flag_overrides
 
     for command in (["run"], ["evolve", "a.py", "b.py"], ["resume", "runs/x"]):
         args = build_parser().parse_args(
             [*command, "--executor", "ray", "--ray-address", "ray://head:10001"]
         )
-        config = load_config(None, _overrides(args))
+        config = load_config(None, flag_overrides(args))
         assert config.executor.kind == "ray"
         assert config.executor.address == "ray://head:10001"

@@ -64,7 +64,7 @@ def _fitted_formula(run_dir: Path, candidate_id: int) -> str | None:
     return formula if isinstance(formula, str) else None
 
 
-def _finish(result: api.RunResult, *, report: bool) -> int:
+def finish_run(result: api.RunResult, *, report: bool) -> int:
     """Print how the run ended; the exit status: 0 when it stopped at its budget, else
     non-zero (130 / 143 interrupted, 3 the model failed), with how to continue."""
     outcome = result.outcome
@@ -114,7 +114,7 @@ def run_search(start: Callable[..., api.RunResult], budget: BudgetConfig, *, rep
             # now: a local model's generation thread may still be busy, and the interpreter
             # would wait for it at exit; everything committed is on disk already
             os._exit(SIGNAL_EXITS.get(stop.signal_name, 130))
-    return _finish(result, report=report)
+    return finish_run(result, report=report)
 
 
 def settings_from(cls: type[T], args: argparse.Namespace, *same: str, **given: Any) -> T:
