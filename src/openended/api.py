@@ -27,7 +27,7 @@ from openended.domains import domain_class
 from openended.domains.base import ClosableDomain, Domain, ModelUsingDomain
 from openended.engine.search import Search, SearchOutcome
 from openended.executor import Evaluator, LocalEvaluator
-from openended.lm.base import LanguageModel
+from openended.lm.base import ClosableModel, LanguageModel
 from openended.run_dir import RunDir
 from openended.store.lock import RunLock
 from openended.store.run_store import BatchMetrics, RunStore, StoreError, write_config
@@ -200,9 +200,8 @@ def _execute(
     finally:
         if evaluator is not None:
             evaluator.close()
-        close_lm = getattr(built_lm, "close", None)  # Ray's model actors, a cache file
-        if close_lm is not None and not asyncio.iscoroutinefunction(close_lm):
-            close_lm()
+        if isinstance(built_lm, ClosableModel) and not asyncio.iscoroutinefunction(built_lm.close):
+            built_lm.close()  # Ray's model actors, a cache file
         if isinstance(domain, ClosableDomain):
             domain.close()
     return RunResult(run_dir=run_dir, config=config, outcome=outcome, archive=archive)

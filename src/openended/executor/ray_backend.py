@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from openended.domains.base import Domain, Evaluation, ModelUsingDomain
+from openended.domains.base import ClosableDomain, Domain, Evaluation, ModelUsingDomain
 from openended.errors import UserError
 from openended.executor.base import ExecutorError
 from openended.lm.base import GenerationRequest, GenerationResult
@@ -73,9 +73,8 @@ def _domain_on_worker(key: str, name: str, options: dict[str, Any]) -> Domain:
         _DOMAINS[key] = domain
         while len(_DOMAINS) > _KEEP:
             _, old = _DOMAINS.popitem(last=False)
-            close = getattr(old, "close", None)
-            if close is not None:
-                close()
+            if isinstance(old, ClosableDomain):
+                old.close()
     _DOMAINS.move_to_end(key)
     return domain
 

@@ -123,3 +123,18 @@ class ChatLogprobModel(Protocol):
         """Per conversation, the log-probability that the reply starts with each option;
         None when the server gives no top log-probabilities."""
         ...
+
+
+@runtime_checkable
+class SpeculatingModel(Protocol):
+    """A local model that decodes some requests speculatively (other samples for the same
+    seed: the completion cache keys them apart)."""
+
+    def speculates(self, request: GenerationRequest) -> bool: ...
+
+
+@runtime_checkable
+class ClosableModel(Protocol):
+    """A model holding resources (threads, Ray actors, a cache file) to release."""
+
+    def close(self) -> None: ...

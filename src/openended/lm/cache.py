@@ -20,6 +20,7 @@ from openended.lm.base import (
     GenerationResult,
     LanguageModel,
     LogprobModel,
+    SpeculatingModel,
 )
 from openended.sqlite import connect_wal
 
@@ -122,9 +123,15 @@ class CachedLM:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
-        speculates = getattr(self.inner, "speculates", lambda request: False)
+        inner = self.inner
         keys = [
-            cache_key(self.model_id, r, speculative=speculates(r)) if self.cacheable(r) else None
+            cache_key(
+                self.model_id,
+                r,
+                speculative=isinstance(inner, SpeculatingModel) and inner.speculates(r),
+            )
+            if self.cacheable(r)
+            else None
             for r in requests
         ]
         missing: list[int] = []
