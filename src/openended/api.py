@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -23,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from openended.config import Config, load_config
-from openended.domains import domain_class
+from openended.domains import domain_class, register_domain
 from openended.domains.base import ClosableDomain, Domain, ModelUsingDomain
 from openended.engine.search import Search, SearchOutcome
 from openended.executor import Evaluator, LocalEvaluator
@@ -68,6 +69,24 @@ class RunInterrupted(Exception):
 def build_domain(config: Config) -> Domain:
     cls = domain_class(config.domain_name)
     return cls(config.domain_options())  # type: ignore[call-arg]
+
+
+DomainGiven = type[Domain] | Domain | None
+"""A domain passed to `run` / `resume` directly: a class (built from the config's
+``[domain]`` table like an installed one) or an instance (used as it is; the stored
+config records the ``[domain]`` table given, not the instance's state)."""
+
+
+def _with_domain(domain: DomainGiven, overrides: Sequence[str]) -> list[str]:
+    """Register a domain given directly and name it in the config (unless the overrides
+    name a domain already)."""
+    if domain is None:
+        return list(overrides)
+    cls = domain if isinstance(domain, type) else type(domain)
+    register_domain(cls)
+    if any(o.split("=", 1)[0].strip() == "domain.name" for o in overrides):
+        return list(overrides)
+    return [f"domain.name={json.dumps(cls.name)}", *overrides]
 
 
 def _language_model(config: Config) -> LanguageModel:
@@ -159,13 +178,15 @@ def _execute(
     handle_signals: bool,
     on_event: Callable[[str], None] | None,
     locked: bool = False,
+    domain: Domain | None = None,
 ) -> RunResult:
-    """Build the domain and the model, then (under the run's lock, unless the caller
-    holds it: `locked`) create or open the store and search. `create`: a new run (the
-    folder must be free)."""
+    """Build the domain (unless one is given: the caller's, not closed here) and the
+    model, then (under the run's lock, unless the caller holds it: `locked`) create or
+    open the store and search. `create`: a new run (the folder must be free)."""
     if create:
         _check_free(run_dir)  # before anything is loaded or written
-    domain = build_domain(config)
+    owned = domain is None
+    domain = build_domain(config) if domain is None else domain
     evaluator: Evaluator | None = None
     built_lm: LanguageModel | None = None
     try:
@@ -202,7 +223,7 @@ def _execute(
             evaluator.close()
         if isinstance(built_lm, ClosableModel) and not asyncio.iscoroutinefunction(built_lm.close):
             built_lm.close()  # Ray's model actors, a cache file
-        if isinstance(domain, ClosableDomain):
+        if owned and isinstance(domain, ClosableDomain):
             domain.close()
     return RunResult(run_dir=run_dir, config=config, outcome=outcome, archive=archive)
 
@@ -306,14 +327,18 @@ def run(
     on_batch: Callable[[BatchMetrics], None] | None = None,
     handle_signals: bool = False,
     on_event: Callable[[str], None] | None = None,
+    domain: DomainGiven = None,
 ) -> RunResult:
     """Run a search from a config (a `Config`, a dict, a TOML path, or None for the
     default symbolic-regression search) in a new run directory. Works inside a running
-    event loop too (a notebook): the search then runs in a helper thread.
+    event loop too (a notebook): the search then runs in a helper thread (or use `arun`).
 
     Args:
         config: the configuration.
         overrides: ``KEY=VALUE`` strings applied on top.
+        domain: a Domain class or instance to search with, without an installed entry
+            point (the config's ``domain.name`` becomes its name; its ``[domain]`` table
+            configures a class).
         lm: a language model to use instead of the one the config names.
         run_dir: where to write (default: ``<runs_dir>/<name>``).
         on_batch: called with metrics after each batch.
@@ -321,7 +346,7 @@ def run(
             stops at once (`RunInterrupted`); for the command line.
         on_event: called with a line when a signal arrives.
     """
-    resolved = load_config(config, overrides)
+    resolved = load_config(config, _with_domain(domain, overrides))
     directory = Path(run_dir) if run_dir is not None else _new_run_dir(resolved)
     return _execute(
         resolved,
@@ -331,7 +356,21 @@ def run(
         create=True,
         handle_signals=handle_signals and _main_thread_without_loop(),
         on_event=on_event,
+        domain=None if domain is None or isinstance(domain, type) else domain,
     )
+
+
+async def arun(
+    config: Config | Mapping[str, Any] | str | Path | None = None, **kwargs: Any
+) -> RunResult:
+    """`run`, awaitable: the search runs in a worker thread with its own event loop, so
+    the caller's loop (a notebook's) stays free while it runs."""
+    return await asyncio.to_thread(run, config, **kwargs)
+
+
+async def aresume(run_dir: Path | str, **kwargs: Any) -> RunResult:
+    """`resume`, awaitable (see `arun`)."""
+    return await asyncio.to_thread(resume, run_dir, **kwargs)
 
 
 def resume(
@@ -343,15 +382,19 @@ def resume(
     fork: Path | str | None = None,
     handle_signals: bool = False,
     on_event: Callable[[str], None] | None = None,
+    domain: DomainGiven = None,
 ) -> RunResult:
     """Continue a run: rebuild the archive from its store and search until the budget
     (possibly raised with `overrides`, e.g. ``budget.max_evaluations=800``) is spent.
+    A run made with a domain given directly needs it again (`domain`).
 
     Only ``budget.*``, ``model.*`` and ``executor.*`` may change: the rest defines the
     problem the stored candidates were scored on, and a change is refused with the list
     of keys. With `fork` (a new run directory), the run is copied there first and the
     copy continues with any overrides; the original is left as it was."""
     directory = Path(run_dir)
+    if domain is not None:
+        register_domain(domain if isinstance(domain, type) else type(domain))
     if fork is not None:
         directory = fork_run(directory, Path(fork), overrides)
         overrides = ()
@@ -380,6 +423,7 @@ def resume(
             handle_signals=handle_signals and _main_thread_without_loop(),
             on_event=on_event,
             locked=True,
+            domain=None if domain is None or isinstance(domain, type) else domain,
         )
 
 
@@ -416,6 +460,8 @@ def _main_thread_without_loop() -> bool:
 __all__ = [
     "RunInterrupted",
     "RunResult",
+    "aresume",
+    "arun",
     "build_domain",
     "changed_keys",
     "fork_run",
