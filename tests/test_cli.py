@@ -60,9 +60,47 @@ def test_export_jsonl_and_parquet(run_dir: Path) -> None:
     first = json.loads(lines[0])
     assert first["id"] == 1 and first["operator"] == "seed" and first["parents"] == []
     out = run_dir / "elites.parquet"
-    assert (
-        main(["export", str(run_dir), "--format", "parquet", "--elites", "--output", str(out)]) == 0
-    )
+    assert main(["export", str(run_dir), "--format", "parquet", "--elites", "--out", str(out)]) == 0
     elites = pd.read_parquet(out)
     assert elites["status"].eq("valid").all()
     assert len(elites) == len(set(elites["id"])) > 1
+
+
+def test_version_and_help_with_defaults_and_an_example(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert (
+        stop.value.code == 0 and capsys.readouterr().out == f"openended {openended.__version__}\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "examples: openended run openended run --max-evaluations 200" in text
+    assert "--seed SEED the run's seed (default: 0)" in text
+    with pytest.raises(SystemExit):
+        main(["improve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "completions per search and arm (default: 128)" in text
+
+
+def test_budget_flags_are_the_budget_keys() -> None:
+    from openended.apps.cli import build_parser
+    from openended.apps.cli.common import flag_overrides
+    from openended.config import load_config
+
+    for command in (["run"], ["evolve", "a.py", "b.py"], ["resume", "runs/x"]):
+        args = build_parser().parse_args(
+            [*command, "--max-seconds", "90", "--target-score", "-0.5"]
+        )
+        budget = load_config(None, flag_overrides(args)).budget
+        assert budget.max_seconds == 90 and budget.target_score == -0.5
+        assert budget.max_evaluations == 0  # a budget set is the only one
+
+
+def test_a_run_stops_at_its_target_score(small_config, scripted_lm) -> None:
+    config = small_config(max_evaluations=200)
+    config["budget"]["target_score"] = -0.5
+    result = openended.run(config, lm=scripted_lm)
+    assert result.outcome.stopped_by.startswith("target score reached: best ")
+    assert result.outcome.ok and result.best is not None and result.best["fitness"] >= -0.5
+    assert result.outcome.metrics is not None and result.outcome.metrics.evaluations < 200

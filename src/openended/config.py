@@ -205,6 +205,11 @@ class BudgetConfig(_Strict):
     max_lm_calls: int | None = Field(None, ge=0, description="LM generate calls (one per batch)")
     max_tokens: int | None = Field(None, ge=0, description="LM tokens, prompt plus completion")
     max_seconds: float | None = Field(None, ge=0, description="wall time over all sessions")
+    target_score: float | None = Field(
+        None,
+        description="also stop once the best fitness reaches this (not a budget: unset "
+        "budgets still take their defaults)",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> BudgetConfig:

@@ -456,6 +456,14 @@ class Search:
 
     # -- the loop -------------------------------------------------------------------------
 
+    def _target_reached(self) -> str:
+        """Why the search stops at its target score ('' while it is not reached)."""
+        target = self.config.budget.target_score
+        best = self.archive.stats().best_fitness
+        if target is None or best is None or best < target:
+            return ""
+        return f"target score reached: best {best:.6g} >= {target:g}"
+
     def request_stop(self, reason: str) -> None:
         """Start no new batch; finish and commit the ones in flight, then return from
         `run` with ``stopped_by = reason`` (and ``ok = False``)."""
@@ -477,8 +485,10 @@ class Search:
         in_flight: dict[int, int] = {}  # batch index -> children planned
         in_flight_tokens: dict[int, int] = {}
         first_index = (self.store.last_batch() or 0) + 1
-        halted = False
-        """Set by the consumer when too many batches in a row had no child evaluated."""
+        stopped_by = self._target_reached() or stopped_by
+        halted = bool(stopped_by)
+        """Set (by the consumer) when the target score is reached, or when too many batches
+        in a row had no child evaluated: no further batch is started or recorded."""
 
         async def produce() -> None:
             nonlocal stopped_by
@@ -557,6 +567,9 @@ class Search:
                     await self._notify()
                     continue
                 self._inserted = batch.index
+                reached = self._target_reached()
+                if reached and not stopped_by:
+                    stopped_by, halted = reached, True
                 # fruitless: no child evaluated (unparsable, near-duplicates, failed requests)
                 evaluated = any(r.status in (Status.VALID, Status.INVALID) for r in batch.records)
                 fruitless_batches = 0 if evaluated else fruitless_batches + 1

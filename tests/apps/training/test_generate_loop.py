@@ -78,7 +78,7 @@ def test_solve_command_reports_pass_at_k(tmp_path: Path, embedded_model_dir: Pat
             "3",
             "--max-tokens",
             "24",
-            "--output",
+            "--out",
             str(out),
         ]
     )

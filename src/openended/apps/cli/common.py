@@ -34,10 +34,15 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         ("runs_dir", "runs_dir"),
         ("executor", "executor.kind"),
         ("ray_address", "executor.address"),
+        ("max_evaluations", "budget.max_evaluations"),
+        ("max_lm_calls", "budget.max_lm_calls"),
+        ("max_seconds", "budget.max_seconds"),
+        ("target_score", "budget.target_score"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
-            overrides.append(f"{key}={json.dumps(str(value)) if flag != 'seed' else value}")
+            text = value if isinstance(value, int | float) else json.dumps(str(value))
+            overrides.append(f"{key}={text}")
     return overrides
 
 
@@ -71,9 +76,12 @@ def finish_run(result: api.RunResult, *, report: bool) -> int:
     console.print(f"stopped: {outcome.stopped_by}", markup=False, highlight=False)
     if outcome.metrics is not None:
         console.print(describe(outcome.metrics), highlight=False)
+    program = result.config.domain_name == "program"
     if result.best is not None:
+        genome = "" if program else f"{result.best['genome']}  "  # (a program: its file below)
         console.print(
-            f"best: {result.best['genome']}  (fitness {result.best['fitness']:.6g})",
+            f"best: {genome}(fitness {result.best['fitness']:.6g}, candidate "
+            f"{result.best['candidate_id']})",
             markup=False,
             highlight=False,
         )
@@ -84,7 +92,7 @@ def finish_run(result: api.RunResult, *, report: bool) -> int:
         from openended.apps.report import write_report
 
         console.print(f"report: {write_report(result.run_dir)}", markup=False)
-    if result.config.domain_name == "program" and result.best is not None:
+    if program and result.best is not None:
         from openended.apps.evolve import write_best_program
 
         console.print(f"best program: {write_best_program(result.run_dir)}", markup=False)
@@ -140,6 +148,36 @@ def add_set(p: argparse.ArgumentParser) -> None:
         help="override a config key, e.g. --set search.batch_size=8 (repeatable)",
     )
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+
+def add_budget(p: argparse.ArgumentParser) -> None:
+    """The budget flags of a search verb (each the config key ``budget.<name>``). A budget
+    you set is the only one; with none, a run stops after 1000 evaluations."""
+    group = p.add_argument_group("budget (set one and the others are off)")
+    group.add_argument("--max-evaluations", type=int, help="candidates evaluated, seeds included")
+    group.add_argument("--max-lm-calls", type=int, help="LM generate calls (one per batch)")
+    group.add_argument("--max-seconds", type=float, help="wall time, all sessions together")
+    group.add_argument("--target-score", type=float, help="also stop once the best reaches it")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions' line breaks and shows each option's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS, [])
+        if shown and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` with `HelpFormatter` (for every subcommand)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def add_executor(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
+from openended import __version__
 from openended.apps.cli import (
     augment,
     experiments,
@@ -21,17 +22,16 @@ from openended.apps.cli import (
     search,
     training,
 )
-from openended.apps.cli.common import console
+from openended.apps.cli.common import Parser, console
 from openended.errors import OpenendedError
 
 GROUPS = (search, runs, models, puzzles, training, augment, rank, experiments)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="openended", description="Open-ended search with language models."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="openended", description="Open-ended search with language models.")
+    parser.add_argument("--version", action="version", version=f"openended {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in GROUPS:
         group.register(sub)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)

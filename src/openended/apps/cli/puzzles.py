@@ -50,8 +50,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     report = asyncio.run(go())
     summary = report.summary(args.k)  # type: ignore[attr-defined]
     print(json.dumps(summary, indent=1))
-    if args.output:
-        report.write(args.output, args.k)  # type: ignore[attr-defined]
+    if args.out:
+        report.write(args.out, args.k)  # type: ignore[attr-defined]
     return 0
 
 
@@ -70,5 +70,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     solve.add_argument("--temperature", type=float, default=0.8)
     solve.add_argument("--max-tokens", type=int, default=128)
     solve.add_argument("--seed", type=int, default=0)
-    solve.add_argument("--output", type=Path, help="write per-puzzle results as JSON")
+    solve.add_argument("--out", type=Path, help="write per-puzzle results to this JSON file")
     solve.set_defaults(func=cmd_solve)

@@ -16,7 +16,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from openended.apps.export import export_run
 
-    print(export_run(args.run_dir, fmt=args.format, output=args.output, elites_only=args.elites))
+    print(export_run(args.run_dir, fmt=args.format, output=args.out, elites_only=args.elites))
     return 0
 
 
@@ -29,6 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="export candidates as jsonl or parquet")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    export.add_argument("--output", type=Path)
+    export.add_argument("--out", type=Path, help="the file (default: RUN_DIR/exports/NAME.FORMAT)")
     export.add_argument("--elites", action="store_true", help="only the archive's elites")
     export.set_defaults(func=cmd_export)

@@ -11,6 +11,7 @@ from openended import api
 from openended.apps.cli.common import (
     BACKEND_HELP,
     BACKENDS,
+    add_budget,
     add_executor,
     add_set,
     flag_overrides,
@@ -47,10 +48,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `openended` parser."""
-    run = sub.add_parser("run", help="run a search (default: symbolic regression, embedded model)")
+    run = sub.add_parser(
+        "run",
+        help="run a search (default: symbolic regression, embedded model)",
+        description="Run an LLM-guided quality-diversity search (MAP-Elites) from a TOML config; "
+        "with none, the default:\nsymbolic regression of Feynman I.13.4 with the embedded "
+        "model, 1000 evaluations.",
+        epilog="examples:\n  openended run\n  openended run --max-evaluations 200 --name quick"
+        "\n  openended run --config my_run.toml --set search.batch_size=8",
+    )
     run.add_argument("--config", type=Path, help="TOML config file")
-    run.add_argument("--name", help="run name (directory under runs_dir)")
-    run.add_argument("--seed", type=int)
+    run.add_argument(
+        "--name", help="run name: its folder under --runs-dir (default: <domain>-<timestamp>)"
+    )
+    run.add_argument("--seed", type=int, help="the run's seed (default: 0)")
     run.add_argument(
         "--model",
         help="'embedded', a local transformers model (path or HF id), or the base URL of an "
@@ -58,25 +69,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--model-name", help="the server's model name (with an http(s) --model)")
     run.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
-    run.add_argument("--runs-dir", type=Path)
+    run.add_argument("--runs-dir", type=Path, help="where run folders go (default: runs)")
     add_set(run)
+    add_budget(run)
     add_executor(run)
     run.set_defaults(func=cmd_run)
 
     evolve = sub.add_parser(
-        "evolve", help="evolve a program against your evaluator (FunSearch / AlphaEvolve style)"
+        "evolve",
+        help="evolve a program against your evaluator (FunSearch / AlphaEvolve style)",
+        description="Evolve the EVOLVE-BLOCK (or --function) of INITIAL: the model proposes "
+        "diffs and rewrites,\nEVALUATOR's evaluate(program_path) -> dict scores each in the "
+        "sandbox; the best is written\nto RUN_DIR/best_program.py.",
+        epilog="example:\n  openended evolve examples/bin_packing/initial_program.py "
+        "examples/bin_packing/evaluator.py \\\n      --function priority --max-seconds 600",
     )
     evolve.add_argument("initial", type=Path, help="initial program (EVOLVE-BLOCK or --function)")
     evolve.add_argument("evaluator", type=Path, help="file with evaluate(program_path) -> dict")
     evolve.add_argument("--function", help="evolve this top-level function")
     evolve.add_argument("--config", type=Path, help="TOML config file")
-    evolve.add_argument("--name", help="run name (directory under runs_dir)")
-    evolve.add_argument("--seed", type=int)
+    evolve.add_argument(
+        "--name", help="run name: its folder under --runs-dir (default: program-<timestamp>)"
+    )
+    evolve.add_argument("--seed", type=int, help="the run's seed (default: 0)")
     evolve.add_argument("--model", help="'embedded', a local model, or an OpenAI-compatible URL")
     evolve.add_argument("--model-name", help="the server's model name")
     evolve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
-    evolve.add_argument("--runs-dir", type=Path)
+    evolve.add_argument("--runs-dir", type=Path, help="where run folders go (default: runs)")
     add_set(evolve)
+    add_budget(evolve)
     add_executor(evolve)
     evolve.set_defaults(func=cmd_evolve)
 
@@ -95,5 +116,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "where any key may change",
     )
     add_set(resume)
+    add_budget(resume)
     add_executor(resume)
     resume.set_defaults(func=cmd_resume)
