@@ -394,3 +394,26 @@ def test_every_finish_rewrites_best_program_py(task: dict, capsys) -> None:
     assert finish_run(again, report=False) == 0
     assert stale.read_text() == write_best_program(first.run_dir).read_text()
     assert "x = 6" in stale.read_text()
+
+
+def test_show_prints_the_prompt_completion_diff_and_error_of_a_candidate(
+    task: dict, capsys
+) -> None:
+    from openended.apps.cli import main
+
+    result = openended.run(task, lm=ScriptedLM(scripted))
+    stored = rows(result.run_dir)
+    child = next(r for r in stored if r[1] == "diff" and r[4] == "valid")
+    failed = next(r for r in stored if r[4] == "invalid")
+    capsys.readouterr()
+    assert main(["show", str(result.run_dir), str(child[0])]) == 0
+    text = capsys.readouterr().out
+    x = child[3].split("x = ")[1].split("\n")[0]
+    assert f"candidate {child[0]}" in text and "operator diff" in text
+    assert "<<<<<<< SEARCH" in text  # the prompt's end
+    assert f"=======\n    x = {x}\n>>>>>>> REPLACE" in text  # the completion
+    assert f"-    x = 1\n+    x = {x}\n" in text
+    assert main(["show", str(result.run_dir), str(failed[0])]) == 0
+    assert failed[5] in capsys.readouterr().out  # the whole error, not cut
+    assert main(["show", str(result.run_dir), "999"]) == 2
+    assert "no candidate 999 (ids run 1.." in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Looking at a finished run: `report`, `export`."""
+"""Looking into a run: `show`, `report`, `export`."""
 
 from __future__ import annotations
 
@@ -20,8 +20,70 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from openended.apps.show import candidate_view
+
+    view = candidate_view(args.run_dir, args.candidate_id)
+    r = view.record
+    out = Console(soft_wrap=True, highlight=False)
+    state = "in the archive" if view.elite else str(r.status)
+    fitness = "-" if r.fitness is None else f"{r.fitness:.6g}"
+    out.print(f"[bold]candidate {r.id}[/bold]  batch {r.batch}  operator {r.operator}  {state}")
+    out.print(f"fitness {fitness}  descriptors {list(r.descriptors or ())}", markup=False)
+    for key, value in sorted((r.metrics or {}).items()):
+        out.print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+    timings = [f"generate {r.t_generate:.2f}s" if r.t_generate is not None else ""]
+    timings.append(f"evaluate {r.t_evaluate:.2f}s" if r.t_evaluate is not None else "")
+    out.print(
+        f"tokens: prompt {r.prompt_tokens}, completion {r.completion_tokens}   "
+        + "  ".join(t for t in timings if t),
+        markup=False,
+    )
+    out.print(f"parents: {list(r.parents) or 'none'}   children: {view.children or 'none'}")
+    sections = [
+        ("prompt", r.prompt),
+        ("completion", r.completion),
+        ("proposed (before the domain's fitting)", r.proposed),
+        ("genome", r.genome),
+    ]
+    for title, text in sections:
+        if text:
+            out.rule(title)
+            out.print(text, markup=False)
+    for parent, diff in view.diffs.items():
+        out.rule(f"diff against parent {parent}")
+        if not diff:
+            out.print("(the same genome)")
+        elif out.is_terminal:  # highlighted; plain text into a pipe or a file
+            out.print(Syntax(diff.rstrip("\n"), "diff", background_color="default"))
+        else:
+            out.print(diff.rstrip("\n"), markup=False)
+    if r.details:
+        out.rule("details")
+        for key, value in sorted(r.details.items()):
+            out.print(f"{key}: {value}", markup=False)
+    if r.error:
+        out.rule("error / feedback")
+        out.print(r.error, markup=False)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `openended` parser."""
+    show = sub.add_parser(
+        "show",
+        help="show one candidate: prompt, completion, diff against its parents, error",
+        epilog="examples:\n  openended show runs/my-run        (the best)\n"
+        "  openended show runs/my-run 17",
+    )
+    show.add_argument("run_dir", type=Path)
+    show.add_argument(
+        "candidate_id", type=int, nargs="?", help="a candidate's id (default: the best)"
+    )
+    show.set_defaults(func=cmd_show)
     report = sub.add_parser("report", help="write report.html and plots for a run")
     report.add_argument("run_dir", type=Path)
     report.set_defaults(func=cmd_report)
