@@ -391,3 +391,48 @@ def test_rank_a_run_directory_and_export_from_the_cli(
     assert main(["rank", str(run_dir), "--export", str(out)]) == 0
     assert len((out / "preferences.jsonl").read_text().splitlines()) == 1
     assert (run_dir / "ranking.sqlite").exists()
+
+
+def test_without_a_link_the_page_says_so_and_the_admin_view_is_a_page(ranked) -> None:
+    _, tokens, client, _ = ranked
+    for url in ("/", "/?token=nope"):
+        page = client.get(url)
+        assert page.status_code == 401 and page.headers["content-type"].startswith("text/html")
+        assert "ask the person who runs this session for yours" in page.text
+        assert "detail" not in page.text  # no developer JSON
+    Rater(client, tokens["alice"]).finish(lambda left, right: "left")  # always the left side
+    view = client.get(f"/admin?token={tokens['admin']}")
+    assert view.status_code == 200 and "<table>" in view.text
+    assert "alice" in view.text and "bob" in view.text
+    assert "done" in view.text and "prompt 1 of 2, comparison 1 of about" in view.text
+    assert "position bias: picked the left side 100% of the time" in view.text
+    assert client.get(f"/?token={tokens['admin']}").text == view.text  # the admin's link
+    assert client.get(f"/admin?token={tokens['alice']}").status_code == 403
+
+
+def test_eight_left_choices_of_eight_are_flagged_as_position_bias() -> None:
+    from openended.apps.ranking.quality import _flags, _position
+    from openended.apps.ranking.store import StoredJudgment
+
+    def judgment(i: int, result: str) -> StoredJudgment:
+        return StoredJudgment(
+            id=i,
+            rater="r",
+            prompt_idx=0,
+            step=i,
+            kind="schedule",
+            left_idx=0,
+            right_idx=1,
+            result=result,
+            repeat_of=None,
+            seconds=None,
+            created=0.0,
+        )
+
+    left8 = _position([judgment(i, "left") for i in range(8)])
+    assert round(left8["p_value"], 4) == 0.0078
+    assert _flags({"position": left8}, 0, 0, 0, 0) == [
+        "position bias: picked the left side 100% of the time (p = 0.00781)"
+    ]
+    mixed = _position([judgment(i, "left" if i % 2 else "right") for i in range(8)])
+    assert _flags({"position": mixed}, 0, 0, 0, 0) == []

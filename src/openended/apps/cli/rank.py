@@ -45,7 +45,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}"
     for name, token in tokens.items():
         if name == "admin":
-            console.print(f"  admin (QC, exports): {base}/api/admin/qc?token={token}", markup=False)
+            console.print(
+                f"  admin (progress, QC, exports): {base}/admin?token={token}", markup=False
+            )
         else:
             console.print(f"  {name}: {base}/?token={token}", markup=False)
     uvicorn.run(create_app(session), host=args.host, port=args.port, log_level=args.log_level)

@@ -8,6 +8,7 @@ the admin token.
 
 from __future__ import annotations
 
+import html
 from importlib import resources
 from typing import Any, Literal
 
@@ -132,8 +133,20 @@ def create_app(session: RankingSession) -> FastAPI:
         }
 
     @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return resources.files("openended.apps.ranking").joinpath("page.html").read_text()
+    def page(request: Request) -> HTMLResponse:
+        token = request.query_params.get("token", "")
+        found = store.rater_for_token(token) if token else None
+        if found is None:
+            return HTMLResponse(_no_link_page(bool(token)), status_code=401)
+        if found[1]:  # the admin's link opens the admin page
+            return HTMLResponse(_admin_page(session, token))
+        return HTMLResponse(
+            resources.files("openended.apps.ranking").joinpath("page.html").read_text()
+        )
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page(request: Request, _: str = Depends(admin)) -> HTMLResponse:
+        return HTMLResponse(_admin_page(session, _token(request)))
 
     @app.get("/highlight.css")
     def css() -> Response:
@@ -167,15 +180,7 @@ def create_app(session: RankingSession) -> FastAPI:
 
     @app.get("/api/admin/status")
     def status(_: str = Depends(admin)) -> dict[str, Any]:
-        raters = {}
-        for name in store.raters():
-            due = session.due(name)
-            raters[name] = {
-                "judgments": len(store.judgments(rater=name)),
-                "done": due is None,
-                "progress": session.progress(name, due),
-            }
-        return {"settings": session.settings(), "prompts": len(session.prompts), "raters": raters}
+        return _status(session)
 
     @app.get("/api/admin/qc")
     def qc(_: str = Depends(admin)) -> dict[str, Any]:
@@ -194,3 +199,78 @@ def create_app(session: RankingSession) -> FastAPI:
         return export.jsonl_text(store.events())
 
     return app
+
+
+def _status(session: RankingSession) -> dict[str, Any]:
+    raters = {}
+    for name in session.store.raters():
+        due = session.due(name)
+        raters[name] = {
+            "judgments": len(session.store.judgments(rater=name)),
+            "done": due is None,
+            "progress": session.progress(name, due),
+        }
+    return {"settings": session.settings(), "prompts": len(session.prompts), "raters": raters}
+
+
+_STYLE = (
+    "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+    "padding:0 1rem}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;"
+    "padding:.3rem .8rem;text-align:left}.flag{color:#a40000}</style>"
+)
+
+
+def _no_link_page(had_token: bool) -> str:
+    """What a person sees without a (valid) link: what this is and how to get in."""
+    problem = (
+        "This link's token is not one of this session's."
+        if had_token
+        else "This page needs your personal link."
+    )
+    return (
+        f"<!doctype html><meta charset=utf-8><title>openended rank</title>{_STYLE}"
+        "<h1>Ranking page</h1>"
+        f"<p>{problem} Each rater has a link of its own, ending in <code>?token=…</code>: "
+        "ask the person who runs this session for yours.</p>"
+        "<p>If you run the session: <code>openended rank</code> printed one link per rater, "
+        "and one for you (the admin page) when it started; run it again on the same session "
+        "folder to see them.</p>"
+    )
+
+
+def _admin_page(session: RankingSession, token: str) -> str:
+    """Progress per rater and prompt, QC flags, and the export links."""
+    status = _status(session)
+    report = export.qc(session)
+    rows = []
+    for name, entry in status["raters"].items():
+        progress = entry["progress"]
+        where = (
+            "done"
+            if entry["done"]
+            else f"prompt {progress['prompt']} of {progress['prompts']}, comparison "
+            f"{progress['comparison']} of about {progress['about']}"
+        )
+        flags = report["raters"].get(name, {}).get("flags", [])
+        flag_text = "".join(f"<div class=flag>{html.escape(f)}</div>" for f in flags) or "none"
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{entry['judgments']}</td>"
+            f"<td>{html.escape(where)}</td><td>{flag_text}</td></tr>"
+        )
+    links = " · ".join(
+        f'<a href="/api/admin/{path}?token={html.escape(token)}">{label}</a>'
+        for path, label in (
+            ("preferences.jsonl", "preferences (TRL format)"),
+            ("scores", "scores"),
+            ("qc", "QC (JSON)"),
+            ("events.jsonl", "events"),
+        )
+    )
+    return (
+        f"<!doctype html><meta charset=utf-8><title>openended rank: admin</title>{_STYLE}"
+        f"<h1>Ranking session</h1><p>{status['prompts']} prompts, "
+        f"{len(status['raters'])} raters</p>"
+        "<table><tr><th>rater</th><th>judgments</th><th>where</th><th>QC flags</th></tr>"
+        + "".join(rows)
+        + f"</table><p>Exports: {links}</p>"
+    )

@@ -30,6 +30,10 @@ MIN_CONSENSUS = 8  # judgments compared with the consensus before a rater can be
 MIN_REPEATS = 4
 MIN_OTHERS = 2  # other raters needed on a prompt before it counts towards the consensus
 SIGNIFICANCE = 0.05
+MIN_POSITION = 8  # decisive choices before a side preference can be flagged
+POSITION_SIGNIFICANCE = 0.01
+"""Two-sided binomial test: the left side 8 times of 8 (p = 0.008) is flagged; with many
+raters, about 1 in 100 unbiased ones is flagged for a look, not excluded."""
 
 
 def quality_report(
@@ -86,7 +90,7 @@ def _flags(
     if repeats >= MIN_REPEATS and consistent / repeats < 0.5:
         flags.append(f"careless? repeated pairs answered the same way {consistent} of {repeats}")
     position = entry["position"]
-    if position["decisive"] >= 20 and position["p_value"] < 0.001:
+    if position["decisive"] >= MIN_POSITION and position["p_value"] < POSITION_SIGNIFICANCE:
         flags.append(
             f"position bias: picked the left side {position['left_share']:.0%} of the time "
             f"(p = {position['p_value']:.3g})"
