@@ -46,6 +46,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return run_search(start, config.budget, report=not args.no_report)
 
 
+def _add_run_flags(p: argparse.ArgumentParser, *, name_default: str) -> None:
+    """The flags of a new run (`run`, `evolve`): config, name, seed, model, folder."""
+    p.add_argument("--config", type=Path, help="TOML config file")
+    p.add_argument(
+        "--name", help=f"run name: its folder under --runs-dir (default: {name_default})"
+    )
+    p.add_argument("--seed", type=int, help="the run's seed (default: 0)")
+    p.add_argument(
+        "--model",
+        help="'embedded', a local transformers model (path or HF id), or the base URL of an "
+        "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
+    )
+    p.add_argument("--model-name", help="the server's model name (with an http(s) --model)")
+    p.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
+    p.add_argument("--runs-dir", type=Path, help="where run folders go (default: runs)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `openended` parser."""
     run = sub.add_parser(
@@ -57,19 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  openended run\n  openended run --max-evaluations 200 --name quick"
         "\n  openended run --config my_run.toml --set search.batch_size=8",
     )
-    run.add_argument("--config", type=Path, help="TOML config file")
-    run.add_argument(
-        "--name", help="run name: its folder under --runs-dir (default: <domain>-<timestamp>)"
-    )
-    run.add_argument("--seed", type=int, help="the run's seed (default: 0)")
-    run.add_argument(
-        "--model",
-        help="'embedded', a local transformers model (path or HF id), or the base URL of an "
-        "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
-    )
-    run.add_argument("--model-name", help="the server's model name (with an http(s) --model)")
-    run.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
-    run.add_argument("--runs-dir", type=Path, help="where run folders go (default: runs)")
+    _add_run_flags(run, name_default="<domain>-<timestamp>")
     add_set(run)
     add_budget(run)
     add_executor(run)
@@ -87,15 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evolve.add_argument("initial", type=Path, help="initial program (EVOLVE-BLOCK or --function)")
     evolve.add_argument("evaluator", type=Path, help="file with evaluate(program_path) -> dict")
     evolve.add_argument("--function", help="evolve this top-level function")
-    evolve.add_argument("--config", type=Path, help="TOML config file")
-    evolve.add_argument(
-        "--name", help="run name: its folder under --runs-dir (default: program-<timestamp>)"
-    )
-    evolve.add_argument("--seed", type=int, help="the run's seed (default: 0)")
-    evolve.add_argument("--model", help="'embedded', a local model, or an OpenAI-compatible URL")
-    evolve.add_argument("--model-name", help="the server's model name")
-    evolve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
-    evolve.add_argument("--runs-dir", type=Path, help="where run folders go (default: runs)")
+    _add_run_flags(evolve, name_default="program-<timestamp>")
     add_set(evolve)
     add_budget(evolve)
     add_executor(evolve)

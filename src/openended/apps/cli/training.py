@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from openended.apps.cli.common import console, flag_overrides, print_line, settings_from
 from openended.config import ConfigError
@@ -85,11 +86,15 @@ def cmd_improve(args: argparse.Namespace) -> int:
         finetune=_finetune_settings(args),
     )
     loop = ImproveLoop(settings, log=print_line)
-    steps = loop.run()
-    for step in steps:
-        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
+    _print_steps(loop.run(), lambda step: step.pass_at)
     console.print(f"results: {loop.record_path}  plot: {loop.out / 'improve.png'}")
     return 0
+
+
+def _print_steps(steps: Iterable[Any], figures: Callable[[Any], Mapping[str, float]]) -> None:
+    """One JSON line per finished step of a loop: arm, iteration and its figures."""
+    for step in steps:
+        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **figures(step)}))
 
 
 def _finetune_settings(args: argparse.Namespace) -> FinetuneSettings:
@@ -117,8 +122,7 @@ def _improve_solve(args: argparse.Namespace) -> int:
         finetune=_finetune_settings(args),
     )
     loop = SolveLoop(settings, log=print_line)
-    for step in loop.run():
-        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.pass_at}))
+    _print_steps(loop.run(), lambda step: step.pass_at)
     console.print(f"results: {loop.record_path}")
     return 0
 
@@ -138,8 +142,7 @@ def _improve_search(args: argparse.Namespace) -> int:
         finetune=_finetune_settings(args),
     )
     loop = SearchImproveLoop(settings, log=print_line)
-    for step in loop.run():
-        print(json.dumps({"arm": step.arm, "iteration": step.iteration, **step.metrics}))
+    _print_steps(loop.run(), lambda step: step.metrics)
     console.print(f"results: {loop.record_path}  plots: {loop.out / 'plots'}")
     return 0
 
