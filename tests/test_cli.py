@@ -52,6 +52,18 @@ def test_report_writes_html_and_plots(run_dir: Path, capsys) -> None:
     assert (run_dir / "heatmap.png").stat().st_size > 1000
     assert "m * (v ** 2 + u ** 2 + w ** 2)" in html  # the fitted best, shown
     assert "QD-score" in html and "Most common failures" in html
+    assert "target = I.13.4" in html  # what the run was for, with the domain's defaults
+    assert "session 1: budget: evaluations (60)" in html  # why it stopped
+    assert "beats the best seed" in html and "resolved config.toml" in html
+
+
+def test_the_report_says_when_no_child_beat_the_seed(small_config) -> None:
+    from openended.apps.report import write_report
+    from openended.lm.scripted import ScriptedLM
+
+    result = openended.run(small_config(max_evaluations=30), lm=ScriptedLM([" u", " w"]))
+    html = write_report(result.run_dir).read_text()
+    assert "no child beat the best seed" in " ".join(html.split())
 
 
 def test_export_jsonl_and_parquet(run_dir: Path) -> None:

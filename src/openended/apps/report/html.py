@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from openended.apps.report.plots import plot_heatmap, plot_progress
+from openended.config import Config
 from openended.run_dir import RunDir
-from openended.store.run_store import RunStore
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -45,17 +45,61 @@ def _describe_sandbox(session: dict) -> str:
     return text
 
 
+def _what_happened(config: Config, candidates: pd.DataFrame, sessions: list, model_id: str) -> str:
+    """The task, the model, why the run stopped, and whether anything beat the seeds."""
+    options = config.domain_options().model_dump(mode="json", exclude_none=True)
+    task = ", ".join(f"{k} = {v}" for k, v in options.items() if not isinstance(v, dict))
+    task = task if len(task) < 400 else task[:400] + " …"
+    backend = "a server" if config.model.is_remote else f"{config.model.local_backend()} backend"
+    stops = [str(s.get("stopped_by", "?")) for s in sessions] or ["(still running, or killed)"]
+    lines = [
+        f"<b>Task</b>: the {html.escape(config.domain_name)} domain"
+        + (f" ({html.escape(task)})" if task else ""),
+        f"<b>Model</b>: {html.escape(str(model_id))} (configured: model.name = "
+        f"{html.escape(config.model.name)}, {html.escape(backend)})",
+        "<b>Stopped</b>: "
+        + "; then ".join(f"session {i + 1}: {html.escape(s)}" for i, s in enumerate(stops)),
+        f"<b>Best against the seeds</b>: {html.escape(_against_seeds(candidates))}",
+    ]
+    return "<h2>What happened</h2><ul>" + "".join(f"<li>{x}</li>" for x in lines) + "</ul>"
+
+
+def _against_seeds(candidates: pd.DataFrame) -> str:
+    valid = candidates[(candidates["status"] == "valid") & candidates["fitness"].notna()]
+    seeds = valid[valid["operator"] == "seed"]
+    children = valid[valid["operator"] != "seed"]
+    if seeds.empty:
+        return "no valid seed"
+    best_seed = float(seeds["fitness"].max())
+    if children.empty or float(children["fitness"].max()) <= best_seed:
+        return (
+            f"no child beat the best seed (fitness {best_seed:.6g}); "
+            f"{len(children)} valid children of {int((candidates['operator'] != 'seed').sum())}"
+        )
+    best = children.loc[children["fitness"].idxmax()]
+    better = int((children["fitness"] > best_seed).sum())
+    return (
+        f"the best child (candidate {int(best['id'])}, fitness {float(best['fitness']):.6g}) "
+        f"beats the best seed ({best_seed:.6g}) by {float(best['fitness']) - best_seed:.6g}; "
+        f"{better} children beat it"
+    )
+
+
 def write_report(run_dir: Path, *, top: int = 15) -> Path:
     """Write ``report.html`` and its PNG plots into `run_dir`; returns the HTML path."""
     run_dir = Path(run_dir)
-    with RunStore(run_dir) as store:
-        archive = RunDir(run_dir).archive(store)
+    run = RunDir(run_dir)
+    config = run.config()
+    with run.store() as store:
+        archive = run.archive(store)
         batches = store.frame("batches")
         candidates = store.frame("candidates")
         model_id = store.get_meta("model_id", "?")
         usage = store.get_meta("usage", {})
         sandbox = store.get_meta("sandbox", [])
+        sessions = store.get_meta("sessions", [])
     parts = [f"<h1>openended run: {html.escape(run_dir.name)}</h1>"]
+    parts.append(_what_happened(config, candidates, sessions, model_id))
     stats = archive.stats()
     summary = {
         "model": model_id,
@@ -102,6 +146,10 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         )
         if not errors.empty:
             parts.append("<h2>Most common failures</h2>" + _table(errors))
+    parts.append(
+        "<h2>Configuration</h2><details><summary>the resolved config.toml</summary>"
+        f"<pre><code>{html.escape(config.to_toml())}</code></pre></details>"
+    )
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_dir.name)}"
         f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
