@@ -45,6 +45,34 @@ def _describe_sandbox(session: dict) -> str:
     return text
 
 
+def _failure_kind(error: str) -> str:
+    """What a failure was, in one line: a traceback's last line (the exception), else
+    the first line."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return "?"
+    if lines[0].startswith("Traceback") or any(x.startswith("Traceback") for x in lines[1:]):
+        return lines[-1][:200]
+    return lines[0][:200]
+
+
+def _common_failures(candidates: pd.DataFrame, most: int = 10) -> str:
+    """The commonest kinds of failure, each with a count and one whole example."""
+    failed = candidates[candidates["error"].notna()]
+    if failed.empty:
+        return ""
+    kinds = failed["error"].map(_failure_kind)
+    rows = []
+    for kind, count in kinds.value_counts().head(most).items():
+        example = failed.loc[kinds == kind].iloc[0]
+        rows.append(
+            f"<tr><td>{count}</td><td><code>{html.escape(str(kind))}</code><details><summary>"
+            f"candidate {int(example['id'])}, the whole message</summary><pre><code>"
+            f"{html.escape(str(example['error']))}</code></pre></details></td></tr>"
+        )
+    return "<table><tr><th>count</th><th>failure</th></tr>" + "".join(rows) + "</table>"
+
+
 def _what_happened(config: Config, candidates: pd.DataFrame, sessions: list, model_id: str) -> str:
     """The task, the model, why the run stopped, and whether anything beat the seeds."""
     options = config.domain_options().model_dump(mode="json", exclude_none=True)
@@ -136,16 +164,9 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         parts.append("<h2>Operators</h2>" + _table(ops.reset_index()))
         status = candidates["status"].value_counts().rename_axis("status").reset_index()
         parts.append("<h2>Outcomes</h2>" + _table(status))
-        errors = (
-            candidates.loc[candidates["error"].notna(), "error"]
-            .str.slice(0, 100)
-            .value_counts()
-            .head(10)
-            .rename_axis("error")
-            .reset_index()
-        )
-        if not errors.empty:
-            parts.append("<h2>Most common failures</h2>" + _table(errors))
+        failures = _common_failures(candidates)
+        if failures:
+            parts.append("<h2>Most common failures</h2>" + failures)
     parts.append(
         "<h2>Configuration</h2><details><summary>the resolved config.toml</summary>"
         f"<pre><code>{html.escape(config.to_toml())}</code></pre></details>"
