@@ -115,3 +115,23 @@ def test_a_class_that_is_not_a_domain_is_refused_by_name() -> None:
 
     with pytest.raises(UnknownDomainError, match="Half is not a Domain: it has no `Config`"):
         register_domain(Half)  # type: ignore[arg-type]
+
+
+class LoopingGuessDomain(GuessDomain):
+    """Like the program domain: its constructor runs an event loop of its own."""
+
+    name: ClassVar[str] = "looping-guess"
+
+    def __init__(self, config: GuessConfig) -> None:
+        super().__init__(config)
+        self.seed_scores = asyncio.run(self.evaluate(list(self.seeds())))
+
+
+def test_plain_run_inside_a_running_loop_builds_the_domain_off_the_loop(tmp_path: Path) -> None:
+    async def cell() -> openended.RunResult:
+        return openended.run(
+            config(tmp_path, "cell"), domain=LoopingGuessDomain, lm=ScriptedLM(numbers)
+        )
+
+    result = asyncio.run(cell())
+    assert result.config.domain_name == "looping-guess" and result.best is not None

@@ -277,15 +277,26 @@ def _in_own_loop(main: Callable[[], Any]) -> Any:
     """``asyncio.run(main())``, or, where this thread already runs an event loop (a
     notebook), the same in a helper thread, waited for. A cancelled run does not wait for
     the executor's threads (a local model's generation may have a minute to go)."""
+    if _loop_running():
+        return _in_thread(lambda: _run_loop(main))
+    return _run_loop(main)
+
+
+def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _run_loop(main)
+        return False
+    return True
+
+
+def _in_thread(work: Callable[[], Any]) -> Any:
+    """`work()` in a helper thread, waited for; its exception re-raised here."""
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = _run_loop(main)
+            box["value"] = work()
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
@@ -346,6 +357,19 @@ def run(
             stops at once (`RunInterrupted`); for the command line.
         on_event: called with a line when a signal arrives.
     """
+    if _loop_running():  # a notebook: build and search in a helper thread (domains may
+        # run their own event loop while they are built, e.g. to score the seed program)
+        return _in_thread(
+            lambda: run(
+                config,
+                overrides=overrides,
+                lm=lm,
+                run_dir=run_dir,
+                on_batch=on_batch,
+                on_event=on_event,
+                domain=domain,
+            )
+        )
     resolved = load_config(config, _with_domain(domain, overrides))
     directory = Path(run_dir) if run_dir is not None else _new_run_dir(resolved)
     return _execute(
@@ -392,6 +416,18 @@ def resume(
     problem the stored candidates were scored on, and a change is refused with the list
     of keys. With `fork` (a new run directory), the run is copied there first and the
     copy continues with any overrides; the original is left as it was."""
+    if _loop_running():  # (see `run`)
+        return _in_thread(
+            lambda: resume(
+                run_dir,
+                overrides=overrides,
+                lm=lm,
+                on_batch=on_batch,
+                fork=fork,
+                on_event=on_event,
+                domain=domain,
+            )
+        )
     directory = Path(run_dir)
     if domain is not None:
         register_domain(domain if isinstance(domain, type) else type(domain))

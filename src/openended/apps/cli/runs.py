@@ -5,11 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openended.apps.cli.common import console
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     from openended.apps.report import write_report
 
-    print(write_report(args.run_dir))
+    if not args.serve:
+        print(write_report(args.run_dir))
+        return 0
+    import uvicorn
+
+    from openended.apps.report.live import create_live_app
+    from openended.run_dir import RunDir
+
+    RunDir(args.run_dir).config()  # a clear error for a folder that is not a run
+    app = create_live_app(args.run_dir)
+    console.print(
+        f"live report: http://{args.host}:{args.port}/ (refreshes as batches commit; "
+        "Ctrl-C to stop)",
+        markup=False,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -84,8 +101,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "candidate_id", type=int, nargs="?", help="a candidate's id (default: the best)"
     )
     show.set_defaults(func=cmd_show)
-    report = sub.add_parser("report", help="write report.html and plots for a run")
+    report = sub.add_parser(
+        "report",
+        help="write report.html, its plots and candidate pages for a run (--serve: live)",
+        epilog="examples:\n  openended report runs/my-run\n"
+        "  openended report runs/my-run --serve     (follow a run while it goes)",
+    )
     report.add_argument("run_dir", type=Path)
+    report.add_argument(
+        "--serve", action="store_true", help="serve it on --host and refresh it as batches commit"
+    )
+    report.add_argument("--host", default="127.0.0.1")
+    report.add_argument("--port", type=int, default=8766)
     report.set_defaults(func=cmd_report)
 
     export = sub.add_parser("export", help="export candidates as jsonl or parquet")

@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from openended.apps.report.lineage import (
+    candidate_link,
+    improvement_rows,
+    improvements,
+    lineage_svg,
+)
+from openended.apps.report.pages import write_candidate_pages
 from openended.apps.report.plots import plot_heatmap, plot_progress
 from openended.config import Config
 from openended.run_dir import RunDir
@@ -29,6 +36,8 @@ def _table(frame: pd.DataFrame) -> str:
         for column, value in row.items():
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             text = html.escape(text)
+            if column == "candidate_id":
+                text = candidate_link(int(value))
             cells.append(
                 f"<td><code>{text}</code></td>" if column == "genome" else f"<td>{text}</td>"
             )
@@ -67,7 +76,7 @@ def _common_failures(candidates: pd.DataFrame, most: int = 10) -> str:
         example = failed.loc[kinds == kind].iloc[0]
         rows.append(
             f"<tr><td>{count}</td><td><code>{html.escape(str(kind))}</code><details><summary>"
-            f"candidate {int(example['id'])}, the whole message</summary><pre><code>"
+            f"the whole message of one ({candidate_link(int(example['id']))})</summary><pre><code>"
             f"{html.escape(str(example['error']))}</code></pre></details></td></tr>"
         )
     return "<table><tr><th>count</th><th>failure</th></tr>" + "".join(rows) + "</table>"
@@ -126,6 +135,9 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         usage = store.get_meta("usage", {})
         sandbox = store.get_meta("sandbox", [])
         sessions = store.get_meta("sessions", [])
+        records = {r.id or 0: r for r in store.candidates()}
+    elite_ids = {e.candidate_id for e in archive.elites()}
+    pages = write_candidate_pages(run_dir / "candidates", records, elites=elite_ids)
     parts = [f"<h1>openended run: {html.escape(run_dir.name)}</h1>"]
     parts.append(_what_happened(config, candidates, sessions, model_id))
     stats = archive.stats()
@@ -140,6 +152,7 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         "coverage": f"{stats.coverage:.1%}",
         "QD-score": f"{stats.qd_score:.4g} (offset {archive.qd_score_offset:g})",
         "best fitness": "-" if stats.best_fitness is None else f"{stats.best_fitness:.4g}",
+        "candidate pages": f"{pages} (candidates/ID.html)",
     }
     if sandbox:
         summary["sandbox"] = "; ".join(_describe_sandbox(s) for s in sandbox)
@@ -149,6 +162,18 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
         parts.append('<h2>Search progress</h2><img src="progress.png" alt="progress">')
     if plot_heatmap(archive, run_dir / "heatmap.png"):
         parts.append('<h2>Archive</h2><img src="heatmap.png" alt="archive heatmap">')
+    best = archive.best()
+    if best is not None:
+        parts.append(
+            f"<h2>Where the best came from</h2><p>The ancestry of the best, "
+            f"{candidate_link(best.candidate_id)} (each arrow: the operator and the change in "
+            "fitness; a node opens the candidate's page):</p>"
+            f"<div style='overflow-x:auto'>{lineage_svg(records, best.candidate_id)}</div>"
+        )
+    parts.append(
+        "<h2>What improved</h2><p>The children that beat their best parent:</p>"
+        + improvement_rows(improvements(records))
+    )
     elites = archive.to_frame().head(top)
     if not elites.empty:
         by_id = candidates.set_index("id")
