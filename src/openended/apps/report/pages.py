@@ -8,7 +8,7 @@ import html
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from openended.apps.report.lineage import best_parent_fitness, candidate_link
+from openended.apps.report.lineage import best_parent_fitness, candidate_link, lineage_svg
 from openended.apps.show import genome_diff
 from openended.store.run_store import CandidateRecord
 
@@ -114,6 +114,11 @@ def candidate_page(
     if r.details:
         details = "\n".join(f"{k}: {v}" for k, v in sorted(r.details.items()))
         parts.append(f"<h2>Details</h2><pre>{html.escape(details)}</pre>")
+    if r.id in elites and r.parents:
+        parts.append(
+            "<h2>Where it came from</h2><div style='overflow-x:auto'>"
+            f"{lineage_svg(records, r.id or 0, link=LINK)}</div>"
+        )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>candidate {r.id}</title>"
         f"<style>{PAGE_STYLE}</style></head><body>{''.join(parts)}</body></html>"
