@@ -162,13 +162,13 @@ def test_debug_shows_pythons_traceback(tmp_path: Path) -> None:
 
 def test_an_internal_error_is_one_line_too(monkeypatch, tmp_path: Path, capsys) -> None:
     from openended.apps import cli
+    from openended.apps.cli import runs
 
     def broken(args: object) -> int:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_report", broken)
-    parser_main = cli.main
-    assert parser_main(["report", str(tmp_path)]) == 1
+    monkeypatch.setattr(runs, "cmd_report", broken)
+    assert cli.main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
         "error: internal error: ZeroDivisionError: a bug (run again with --debug to see where)"

@@ -60,7 +60,13 @@ EVERY_FIELD = {
         "adapt_operators": False,
         "operator_floor": 0.1,
     },
-    "budget": {"max_evaluations": 0, "max_lm_calls": 10, "max_tokens": 5000, "max_seconds": 0},
+    "budget": {
+        "max_evaluations": 0,
+        "max_lm_calls": 10,
+        "max_tokens": 5000,
+        "max_seconds": 0,
+        "target_score": -0.01,
+    },
     "archive": {"kind": "cvt", "cells": 16},
     "operators": {
         name: {

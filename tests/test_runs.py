@@ -135,6 +135,7 @@ def test_a_budget_turned_off_stays_off_on_resume(small_config, scripted_lm) -> N
 # -- 3. one writer at a time -------------------------------------------------------------
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_a_second_writer_is_refused_naming_the_first(run_dir: Path, scripted_lm, capsys) -> None:
     before = rows(run_dir)
     holder = subprocess.Popen(

@@ -84,6 +84,7 @@ def by_text(lm: CTranslate2LM, probs: np.ndarray) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow  # thousands of samples
 def test_first_tokens_follow_the_models_softmax(fast: CTranslate2LM) -> None:
     """Chi-square of 3000 seeded first tokens at T = 1 against the model's own next-token
     distribution (the likeliest 12 texts and the rest); a cooled distribution is rejected."""

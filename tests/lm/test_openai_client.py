@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 import openended
 from openended.lm.base import GenerationRequest
 from openended.lm.openai_client import OpenAICompatibleLM
@@ -69,6 +71,7 @@ async def test_concurrency_limit() -> None:
     assert elapsed >= 0.35
 
 
+@pytest.mark.slow  # a whole search through a faulty server
 def test_search_finishes_through_faults_and_records_each(small_config) -> None:
     schedule = [
         "500",

@@ -119,6 +119,7 @@ def chi_square_p_value(verifier, samples: int = 6000) -> float:
     return float(chisquare(counts, expected).pvalue)
 
 
+@pytest.mark.slow  # thousands of samples
 def test_sequences_follow_the_target_distribution() -> None:
     assert chi_square_p_value(verify) > 0.001
 

@@ -92,6 +92,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow  # each attack runs into its time limit
 def test_attack_is_contained_and_reported(sandbox: Sandbox, name: str) -> None:
     body, kind = CASES[name]
     result = attack(sandbox, body)
@@ -251,6 +252,7 @@ def _accept(listener: socket.socket) -> object:
         return None
 
 
+@pytest.mark.slow  # waits for the orphan to die
 def test_killing_the_parent_process(sandbox: Sandbox) -> None:
     me = os.getpid()
     direct = attack(
@@ -269,6 +271,7 @@ def test_killing_the_parent_process(sandbox: Sandbox) -> None:
     assert os.getpid() == me  # still here
 
 
+@pytest.mark.slow  # runs into a time limit
 def test_other_candidates_are_unaffected_by_a_concurrent_attack(sandbox: Sandbox) -> None:
     import asyncio
 

@@ -114,6 +114,7 @@ def test_bad_limits() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids are used only as root")
+@pytest.mark.slow  # subprocesses
 def test_open_pools_never_share_a_uid_even_across_processes() -> None:
     import subprocess
     import sys

@@ -114,6 +114,7 @@ def _batches(run_dir: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # SIGKILLs subprocesses many times
 def test_sigkill_at_any_moment_loses_nothing_committed(tmp_path: Path) -> None:
     """Kill the search process with SIGKILL three times at different points; each time
     the store is intact, keeps every committed candidate, and resuming continues the

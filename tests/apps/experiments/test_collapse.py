@@ -33,6 +33,7 @@ def _at(rows: list[dict], policy: str, generation: int, metric: str) -> float:
     return sum(values) / len(values)
 
 
+@pytest.mark.slow  # generations of training
 def test_replace_collapses_and_accumulate_stays_bounded(tmp_path: Path) -> None:
     rows = _run(SMALL, tmp_path)
     assert len(rows) == 2 * 4 * 6

@@ -23,6 +23,7 @@ def _final(rows: list[dict], attack: str, fraction: float, defence: bool, metric
     return sum(values) / len(values)
 
 
+@pytest.mark.slow  # several seconds of simulation
 def test_wrong_answers_spread_without_verification_only(tmp_path: Path) -> None:
     settings = PoisonSettings(
         attacks=("wrong-answers", "initial-errors"),
@@ -76,6 +77,7 @@ def test_the_vacuity_check_keeps_vacuous_puzzles_out(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # 40 s of simulated raters
 def test_rater_qc_flags_colluding_flippers_and_restores_the_labels(tmp_path: Path) -> None:
     """Two flippers of ten judge the same bottom-bracket pairs that no honest rater
     sees; QC must still flag both (it counts only pairs most other raters judged; before,

@@ -209,6 +209,7 @@ def test_outputs_are_escaped_and_code_is_highlighted(tmp_path: Path) -> None:
     session.store.close()
 
 
+@pytest.mark.slow  # a long session
 def test_a_repeat_never_shows_a_recent_pair(tmp_path: Path) -> None:
     source = tmp_path / "outputs.jsonl"
     write_input(source, prompts=3, n=16)
@@ -304,6 +305,7 @@ def test_malformed_input_files_name_the_line(tmp_path: Path, line: str, message:
     assert not (tmp_path / "bad.ranking.sqlite").exists()
 
 
+@pytest.mark.slow  # four raters finish two sessions
 def test_quality_control_flags_a_rater_who_flips_preferences(tmp_path: Path) -> None:
     """Three raters with Bradley-Terry noise and one who picks the worse output: the QC
     report flags only the flipper; repeats come back with sides swapped."""

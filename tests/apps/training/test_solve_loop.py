@@ -11,8 +11,8 @@ import pytest
 from openended.apps.training.solve_loop import SolveLoop, SolveLoopSettings
 from openended.lm.base import GenerationRequest
 from openended.lm.scripted import ScriptedLM
+from tests.apps.training.test_search_loop import RecordingTrainer
 from tests.domains.puzzles.fixtures import PUZZLES
-from tests.training.test_search_loop import RecordingTrainer
 
 RIGHT = ("\n    return (n + 1) // 2", "\n    return n // 2 + 1")  # both solve "Double"
 

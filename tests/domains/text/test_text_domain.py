@@ -195,6 +195,7 @@ def embedding_run(tmp_path: Path) -> api.RunResult:
     return api.run(config, lm=LogprobLM(judge_script))
 
 
+@pytest.mark.slow  # loads the sentence-embedding model
 def test_embedding_descriptors_map_texts_on_the_seeds_principal_directions(tmp_path: Path) -> None:
     result = embedding_run(tmp_path)
     frame = result.archive
@@ -301,6 +302,7 @@ def test_the_completion_cache_passes_log_probability_readers_through(tmp_path: P
     assert not isinstance(cached(ScriptedLM(["x"]), tmp_path / "d.sqlite"), LogprobModel)
 
 
+@pytest.mark.slow  # loads the sentence-embedding model
 def test_augment_export_labels_come_from_the_judge_with_embedding_descriptors(
     tmp_path: Path,
 ) -> None:
