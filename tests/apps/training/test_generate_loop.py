@@ -46,7 +46,7 @@ def test_improve_loop_runs_both_arms_and_resumes(tmp_path: Path, embedded_model_
     steps = ImproveLoop(settings, log=lines.append).run()
     assert [(s.arm, s.iteration) for s in steps] == [("base", 0), ("qd", 1), ("naive", 1)]
     record = json.loads((tmp_path / "out" / "improve.json").read_text())
-    held_out = set(record["eval_puzzles"])
+    held_out = set(record["settings"]["eval_set"])
     seeds = {p["name"] for p in json.loads((tmp_path / "out" / "seeds.json").read_text())}
     assert held_out and not held_out & seeds  # the loop never sees held-out puzzles
     assert not {n.split(":")[0] for n in held_out} & {n.split(":")[0] for n in seeds}
