@@ -116,6 +116,7 @@ def solve_part(args: argparse.Namespace) -> None:
     )
     start = time.perf_counter()
     loop = SolveLoop(settings, log=log)
+    reference = reference_arm(args, loop) if args.reference else None  # (cheap: first)
     steps = loop.run()
     print(
         f"\nexpert iteration: {args.train_puzzles} training puzzles x {args.train_samples} samples;"
@@ -143,8 +144,7 @@ def solve_part(args: argparse.Namespace) -> None:
             f"{base.pass_at[k]:.3f}; tuned / base {ratio(tuned.pass_at[k], base.pass_at[k])}, "
             f"tuned / control {ratio(tuned.pass_at[k], control.pass_at[k])}"
         )
-    if args.reference:
-        reference = reference_arm(args, loop)
+    if reference is not None:
         print(
             f"reference (trained on the P3 reference solutions of the {len(loop.train)} training "
             f"puzzles, {reference['pairs']} pairs): "
@@ -171,6 +171,7 @@ def reference_arm(args: argparse.Namespace, loop: SolveLoop) -> dict[str, Any]:
     if not (folder / FINETUNE_INFO).is_file():
         log(f"[reference] fine-tuning on {len(examples)} reference solutions")
         finetune("embedded", examples, folder, training_settings(args), progress=log)
+    loop.base()  # (the base model's figures first, for comparison)
     result = {"pairs": len(examples), "pass_at": loop.evaluate(str(folder), args.seed + 1)}
     record.write_text(json.dumps(result, indent=1))
     return result

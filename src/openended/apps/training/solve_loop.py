@@ -149,13 +149,20 @@ class SolveLoop:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def base(self) -> SolveStep:
+        """The base model's held-out pass@k (measured now unless it was already)."""
+        s = self.settings
+        done = self.step("base", 0)
+        if done is None:
+            start = time.perf_counter()
+            done = SolveStep("base", 0, s.model, pass_at=self.evaluate(s.model, s.seed))
+            done.seconds["evaluate"] = round(time.perf_counter() - start, 1)
+            self._record(done)
+        return done
+
     def run(self) -> list[SolveStep]:
         s = self.settings
-        if self.step("base", 0) is None:
-            start = time.perf_counter()
-            base = SolveStep("base", 0, s.model, pass_at=self.evaluate(s.model, s.seed))
-            base.seconds["evaluate"] = round(time.perf_counter() - start, 1)
-            self._record(base)
+        self.base()
         for arm in ("tuned", "control"):
             model = s.model
             for iteration in range(1, s.iterations + 1):
