@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from openended import api
-from openended.apps.cli.common import add_set, console, run_search
+from openended.apps.cli.common import add_budget, add_set, console, run_search
 from openended.config import load_config
 
 
@@ -22,11 +22,19 @@ def cmd_augment(args: argparse.Namespace) -> int:
         text_field=args.field,
         runs_dir=args.runs_dir,
         name=args.name,
-        max_lm_calls=args.max_lm_calls,
         batch_size=args.batch_size,
         model=args.model,
         seed=args.seed,
     )
+    limits = {
+        key: value
+        for key in ("max_evaluations", "max_lm_calls", "max_seconds")
+        if (value := getattr(args, key)) is not None
+    }
+    if limits:  # a budget you set is the only one (8 LM calls otherwise)
+        config["budget"] = limits
+    if args.target_score is not None:
+        config["budget"]["target_score"] = args.target_score
     resolved = load_config(config, args.set or [])
     runs: list[api.RunResult] = []
 
@@ -44,16 +52,19 @@ def cmd_augment(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `openended` parser."""
     augment = sub.add_parser(
-        "augment", help="place a dataset on your axes, fill the empty cells, export it"
+        "augment",
+        help="place a dataset on your axes, fill the empty cells, export it",
+        description="Place DATA on the axes of --axes, search for texts in the empty cells, "
+        "export the archive.\nBudget: 8 LM calls unless you set one.",
     )
     augment.add_argument("data", type=Path, help="seed data: .jsonl, .csv, or a saved HF dataset")
     augment.add_argument("--axes", type=Path, required=True, help="TOML: task, quality, [[axes]]")
     augment.add_argument("--field", default="text", help="the field holding the text")
-    augment.add_argument("--max-lm-calls", type=int, default=8, help="search budget")
     augment.add_argument("--batch-size", type=int, default=16)
     augment.add_argument("--model", default="embedded")
     augment.add_argument("--name")
     augment.add_argument("--runs-dir", type=Path, default=Path("runs"))
     augment.add_argument("--seed", type=int, default=0)
     add_set(augment)
+    add_budget(augment)
     augment.set_defaults(func=cmd_augment)
