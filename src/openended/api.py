@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import signal
@@ -268,44 +269,38 @@ def _run_search(
                 loop.remove_signal_handler(number)
 
     try:
-        return _in_own_loop(main)
+        return _run_loop(main)  # (never on a running loop: see `_off_the_loop`)
     except asyncio.CancelledError:
         raise RunInterrupted(run_dir, received[-1] if received else "a signal") from None
 
 
-def _in_own_loop(main: Callable[[], Any]) -> Any:
-    """``asyncio.run(main())``, or, where this thread already runs an event loop (a
-    notebook), the same in a helper thread, waited for. A cancelled run does not wait for
-    the executor's threads (a local model's generation may have a minute to go)."""
-    if _loop_running():
-        return _in_thread(lambda: _run_loop(main))
-    return _run_loop(main)
+def _off_the_loop(function: Callable[..., RunResult]) -> Callable[..., RunResult]:
+    """Where this thread already runs an event loop (a notebook), call `function` in a
+    helper thread and wait for it: the domain may run a loop of its own while it is built
+    (the program domain scores its seed), and the search runs its own."""
 
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _in_thread(work: Callable[[], Any]) -> Any:
-    """`work()` in a helper thread, waited for; its exception re-raised here."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> RunResult:
         try:
-            box["value"] = work()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return function(*args, **kwargs)
+        box: dict[str, Any] = {}
 
-    thread = threading.Thread(target=target, name="openended-run")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+        def target() -> None:
+            try:
+                box["value"] = function(*args, **kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name="openended-run")
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return wrapper
 
 
 def _run_loop(main: Callable[[], Any]) -> Any:
@@ -329,6 +324,7 @@ def _run_loop(main: Callable[[], Any]) -> Any:
             loop.close()  # after a cancellation: the executor is shut down without waiting
 
 
+@_off_the_loop
 def run(
     config: Config | Mapping[str, Any] | str | Path | None = None,
     *,
@@ -357,19 +353,6 @@ def run(
             stops at once (`RunInterrupted`); for the command line.
         on_event: called with a line when a signal arrives.
     """
-    if _loop_running():  # a notebook: build and search in a helper thread (domains may
-        # run their own event loop while they are built, e.g. to score the seed program)
-        return _in_thread(
-            lambda: run(
-                config,
-                overrides=overrides,
-                lm=lm,
-                run_dir=run_dir,
-                on_batch=on_batch,
-                on_event=on_event,
-                domain=domain,
-            )
-        )
     resolved = load_config(config, _with_domain(domain, overrides))
     directory = Path(run_dir) if run_dir is not None else _new_run_dir(resolved)
     return _execute(
@@ -397,6 +380,7 @@ async def aresume(run_dir: Path | str, **kwargs: Any) -> RunResult:
     return await asyncio.to_thread(resume, run_dir, **kwargs)
 
 
+@_off_the_loop
 def resume(
     run_dir: Path | str,
     *,
@@ -416,18 +400,6 @@ def resume(
     problem the stored candidates were scored on, and a change is refused with the list
     of keys. With `fork` (a new run directory), the run is copied there first and the
     copy continues with any overrides; the original is left as it was."""
-    if _loop_running():  # (see `run`)
-        return _in_thread(
-            lambda: resume(
-                run_dir,
-                overrides=overrides,
-                lm=lm,
-                on_batch=on_batch,
-                fork=fork,
-                on_event=on_event,
-                domain=domain,
-            )
-        )
     directory = Path(run_dir)
     if domain is not None:
         register_domain(domain if isinstance(domain, type) else type(domain))

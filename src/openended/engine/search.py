@@ -486,9 +486,9 @@ class Search:
         in_flight_tokens: dict[int, int] = {}
         first_index = (self.store.last_batch() or 0) + 1
         stopped_by = self._target_reached() or stopped_by
+        # set (by the consumer) when the target score is reached, or when too many batches in
+        # a row had no child evaluated: no further batch is started or recorded
         halted = bool(stopped_by)
-        """Set (by the consumer) when the target score is reached, or when too many batches
-        in a row had no child evaluated: no further batch is started or recorded."""
 
         async def produce() -> None:
             nonlocal stopped_by

@@ -13,7 +13,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -121,6 +121,24 @@ class CandidateRecord:
         if self.status not in set(Status):
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
         self.status = Status(self.status)
+
+
+def best_parent(
+    record: CandidateRecord, fitness: Mapping[int | None, float | None]
+) -> tuple[int, float] | None:
+    """The parent of `record` with the highest fitness (by `fitness`, the valid
+    candidates' fitness by id: `valid_fitness`) and that fitness; None when no parent
+    has one."""
+    scored = [(f, p) for p in record.parents if (f := fitness.get(p)) is not None]
+    if not scored:
+        return None
+    value, parent = max(scored)
+    return parent, value
+
+
+def valid_fitness(records: Iterable[CandidateRecord]) -> dict[int | None, float | None]:
+    """The fitness of each valid candidate, by id (what `best_parent` compares)."""
+    return {r.id: r.fitness for r in records if r.status == Status.VALID}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from openended.store.run_store import CandidateRecord, Status
+from openended.store.run_store import CandidateRecord, Status, best_parent, valid_fitness
 
 NODE_W, NODE_H, GAP_X, GAP_Y = 150, 38, 24, 46
 
@@ -25,17 +25,6 @@ def ancestry(records: Mapping[int, CandidateRecord], start: int) -> list[int]:
     return sorted(seen)
 
 
-def best_parent_fitness(
-    record: CandidateRecord, records: Mapping[int, CandidateRecord]
-) -> float | None:
-    values = [
-        records[p].fitness
-        for p in record.parents
-        if p in records and records[p].fitness is not None and records[p].status == Status.VALID
-    ]
-    return max(values) if values else None  # type: ignore[type-var]
-
-
 @dataclass(frozen=True)
 class Improvement:
     """A valid child that beat its best parent."""
@@ -49,19 +38,20 @@ class Improvement:
 
 def improvements(records: Mapping[int, CandidateRecord]) -> list[Improvement]:
     """Every valid child whose fitness beats its best parent's, in id order."""
+    fitness = valid_fitness(records.values())
     found = []
     for record in records.values():
-        if record.status != Status.VALID or record.fitness is None or not record.parents:
+        if record.status != Status.VALID or record.fitness is None:
             continue
-        parent = best_parent_fitness(record, records)
-        if parent is not None and record.fitness > parent:
+        best = best_parent(record, fitness)
+        if best is not None and record.fitness > best[1]:
             found.append(
                 Improvement(
                     record.id or 0,
                     record.operator,
                     record.parents,
                     record.fitness,
-                    record.fitness - parent,
+                    record.fitness - best[1],
                 )
             )
     return sorted(found, key=lambda i: i.id)

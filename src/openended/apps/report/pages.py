@@ -8,9 +8,9 @@ import html
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from openended.apps.report.lineage import best_parent_fitness, candidate_link, lineage_svg
+from openended.apps.report.lineage import candidate_link, lineage_svg
 from openended.apps.show import genome_diff
-from openended.store.run_store import CandidateRecord
+from openended.store.run_store import CandidateRecord, best_parent, valid_fitness
 
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -38,9 +38,10 @@ def write_candidate_pages(
     for record in records.values():
         for parent in record.parents:
             children.setdefault(parent, []).append(record.id or 0)
+    fitness = valid_fitness(records.values())
     count = 0
     for candidate_id in ids if ids is not None else records:
-        page = candidate_page(records[candidate_id], records, children, elites)
+        page = candidate_page(records[candidate_id], records, children, elites, fitness)
         (folder / f"{candidate_id}.html").write_text(page)
         count += 1
     return count
@@ -51,12 +52,14 @@ def candidate_page(
     records: Mapping[int, CandidateRecord],
     children: Mapping[int, list[int]],
     elites: set[int],
+    valid: Mapping[int | None, float | None],
 ) -> str:
+    """`valid`: the valid candidates' fitness by id (`valid_fitness`)."""
     state = "in the archive" if r.id in elites else str(r.status)
     fitness = "-" if r.fitness is None else f"{r.fitness:.6g}"
-    parent_best = best_parent_fitness(r, records)
+    parent_best = best_parent(r, valid)
     change = (
-        f" ({r.fitness - parent_best:+.4g} over its best parent)"
+        f" ({r.fitness - parent_best[1]:+.4g} over its best parent)"
         if r.fitness is not None and parent_best is not None
         else ""
     )

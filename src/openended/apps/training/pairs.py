@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from openended.apps.training.finetune import Example, FinetuneError
 from openended.domains.program.domain import normalised_ast
-from openended.store.run_store import CandidateRecord, RunStore
+from openended.store.run_store import CandidateRecord, RunStore, best_parent, valid_fitness
 
 Selection = Literal["improved", "archive", "valid"]
 """Which valid children make pairs: those that beat their best parent; those that entered
@@ -67,7 +67,7 @@ def select_pairs(
         raise FinetuneError(f"{run_dir}: not a run directory (no run.sqlite)")
     with RunStore(run_dir) as store:
         records = list(store.candidates())
-    fitness = {r.id: r.fitness for r in records if r.status == "valid"}
+    fitness = valid_fitness(records)
     counts: Counter[str] = Counter(candidates=len(records))
     chosen: list[tuple[float, int, CandidateRecord]] = []  # (gain, best parent, child)
     for record in records:
@@ -127,15 +127,3 @@ def write_pairs(path: str | Path, examples: Sequence[Example], sources: Sequence
         for e, source in zip(examples, sources, strict=True)
     ]
     Path(path).write_text("".join(line + "\n" for line in lines))
-
-
-def best_parent(
-    record: CandidateRecord, fitness: Mapping[int | None, float | None]
-) -> tuple[int, float] | None:
-    """The parent of `record` with the highest fitness (by `fitness`, the valid
-    candidates' fitness by id) and that fitness; None when no parent has one."""
-    scored = [(f, p) for p in record.parents if (f := fitness.get(p)) is not None]
-    if not scored:
-        return None
-    value, parent = max(scored)
-    return parent, value

@@ -33,12 +33,12 @@ from openended.apps.training.finetune import (
     finetune,
 )
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
-from openended.apps.training.pairs import Selection, best_parent, select_pairs, write_pairs
+from openended.apps.training.pairs import Selection, select_pairs, write_pairs
 from openended.config import Config, load_config
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
 from openended.run_dir import RunDir
-from openended.store.run_store import RunStore
+from openended.store.run_store import RunStore, best_parent, valid_fitness
 
 ARMS = ("tuned", "control")
 METRICS = (
@@ -307,7 +307,7 @@ def search_metrics(run_dir: Path) -> dict[str, Any]:
     with RunStore(run_dir) as store:
         records = list(store.candidates())
         last = store.last_metrics()
-    fitness = {r.id: r.fitness for r in records if r.status == "valid"}
+    fitness = valid_fitness(records)
     children = [r for r in records if r.parents]
     valid = [r for r in children if r.status == "valid" and r.fitness is not None]
     improved = 0
