@@ -1,104 +1,164 @@
-"""Finding the best of N = 64 outputs with simulated raters: P(the true best is chosen) and
-P(the choice is in the true top 3) against comparisons used, for a knockout bracket,
-knockout + Bradley-Terry top-up, merge-insertion sort and random pairs.
+"""Finding the best of N = 64 outputs with simulated raters, by screen type: P(the true
+best is chosen) and P(the choice is in the true top 3) against screens, item views and the
+comparisons the answers imply.
 
-    python bench/ranking.py [--trials 40] [--n 64]
+    python bench/ranking.py [--trials 200] [--n 64] [--workers 2]
 
-Raters follow Bradley-Terry: item i beats j with probability sigmoid(q_i - q_j), latent
+Raters follow Plackett-Luce: on a screen of items S the rater picks i as the best with
+probability exp(q_i) / sum_S exp(q_j), and (best-worst screens) the worst of the rest with
+probability exp(-q_w) / sum exp(-q_j); a pair is the K = 2 case (Bradley-Terry). Latent
 qualities q ~ Normal(0, s^2) for spread s = 1 and 2, drawn afresh each trial (the same
-draws for every method). Methods that can stop at any point are scored at several
-comparison counts of one run ("at 100" = the choice after the first 100 comparisons).
+draws for every method). Each method runs to 300 item views (what 150 pairwise
+comparisons show) and is scored at several view counts of one run ("at 200" = its choice
+after the screens that fit in the first 200 views). Rows:
+
+- ``knockout + BT (today)``: the app's pair schedule before multi-way screens, a knockout
+  bracket, then Bradley-Terry top-up among 8 contenders (choix EP);
+- ``pair`` / ``best-of-4`` / ``best-worst-4``: every item once, then the leader against
+  Thompson-sampled challengers under the Plackett-Luce posterior (`ChoiceScheduler`);
+- ``... stop at 0.9``: the app's default, stopping once P(leader is best) >= 0.9.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import numpy as np
 
-from openended.apps.ranking.schedule import (
-    Judgment,
-    KnockoutThenBT,
-    MergeInsertionSort,
-    RandomPairs,
-    bt_posterior,
-)
+from openended.apps.ranking.choice import Choice, ChoiceScheduler, parse_screen
+from openended.apps.ranking.schedule import Judgment, KnockoutThenBT
+
+VIEWS = 300  # what 150 pairwise comparisons show
+CHECKPOINTS = (150, 200, 300)
 
 
-def simulate(scheduler, quality: np.ndarray, rng: np.random.Generator) -> list[Judgment]:
+def pick(quality: np.ndarray, shown: Sequence[int], worst: bool, rng) -> Choice:
+    """A Plackett-Luce rater's answer to a screen."""
+    items = np.asarray(shown)
+    p = np.exp(quality[items] - quality[items].max())
+    best = int(rng.choice(items, p=p / p.sum()))
+    bad = None
+    if worst:
+        rest = items[items != best]
+        p = np.exp(quality[rest].min() - quality[rest])
+        bad = int(rng.choice(rest, p=p / p.sum()))
+    return Choice(tuple(int(i) for i in shown), best, bad)
+
+
+def run_choice(spec: str, threshold: float) -> Callable[[np.ndarray, int, Any], dict]:
+    def run(quality: np.ndarray, seed: int, rng) -> dict:
+        scheduler = ChoiceScheduler(
+            len(quality), parse_screen(spec), budget=VIEWS, threshold=threshold, seed=seed
+        )
+        history: list[Choice] = []
+        while (shown := scheduler.next_set(history)) is not None:
+            history.append(pick(quality, shown, scheduler.screen.asks_worst, rng))
+        return score(history, lambda h: scheduler.leader(h)[0], threshold < 1)
+
+    return run
+
+
+def run_knockout(quality: np.ndarray, seed: int, rng) -> dict:
+    scheduler = KnockoutThenBT(len(quality), budget=VIEWS // 2, threshold=1.0, seed=seed)
     history: list[Judgment] = []
     while (pair := scheduler.next_pair(history)) is not None:
-        a, b = pair
-        p_a = 1.0 / (1.0 + np.exp(quality[b] - quality[a]))
-        history.append(Judgment(a, b, "a" if rng.random() < p_a else "b"))
-    return history
+        choice = pick(quality, pair, False, rng)
+        history.append(Judgment(pair[0], pair[1], "a" if choice.best == pair[0] else "b"))
+    as_choices = [Choice((j.a, j.b), j.a if j.result == "a" else j.b) for j in history]
+    return score(as_choices, lambda h: scheduler.leader(history[: len(h)])[0], stopped_early=False)
 
 
-def bt_choice(n: int, history: list[Judgment]) -> int:
-    mean, _ = bt_posterior(n, history)
-    return int(np.argmax(mean))
+def score(history: list[Choice], leader: Callable[[list[Choice]], int], stopped_early: bool):
+    """The choice, screens, views and comparisons at each checkpoint (or where it stopped)."""
+    out = {}
+    points = [None] if stopped_early else list(CHECKPOINTS)
+    for point in points:
+        used, views = [], 0
+        for choice in history:
+            if point is not None and views + len(choice.shown) > point:
+                break
+            used.append(choice)
+            views += len(choice.shown)
+        out[point] = {
+            "pick": leader(used),
+            "screens": len(used),
+            "views": views,
+            "comparisons": sum(len(c.implied_pairs()) for c in used),
+        }
+    return out
 
 
-def methods(n: int) -> dict[str, tuple[Callable[[int], object], Callable, list[int | None]]]:
-    """name -> (make scheduler from a seed, choice(scheduler, history), checkpoints; None =
-    wherever the method stopped)."""
-    leader = lambda s, h: s.leader(h)[0]  # noqa: E731
-    return {
-        "knockout + BT top-up": (
-            lambda seed: KnockoutThenBT(n, budget=150, threshold=1.0, seed=seed),
-            leader,
-            [n - 1, 100, 150],
-        ),
-        "knockout + BT, stop at 0.9": (
-            lambda seed: KnockoutThenBT(n, budget=150, threshold=0.9, seed=seed),
-            leader,
-            [None],
-        ),
-        "merge-insertion sort": (
-            lambda seed: MergeInsertionSort(n, seed=seed),
-            lambda s, h: s.ranking(h)[0],
-            [None],
-        ),
-        "random pairs + BT": (
-            lambda seed: RandomPairs(n, budget=300, seed=seed),
-            lambda s, h: bt_choice(n, h),
-            [150, 300],
-        ),
-    }
+METHODS: dict[str, Callable[[np.ndarray, int, Any], dict]] = {
+    "knockout + BT (today)": run_knockout,
+    "pair": run_choice("pair", 1.0),
+    "best-of-4": run_choice("best-of-4", 1.0),
+    "best-worst-4": run_choice("best-worst-4", 1.0),
+    "best-worst-4, stop at 0.9": run_choice("best-worst-4", 0.9),
+}
+
+
+def trial(job: tuple[str, float, int, int]) -> tuple[str, float, dict, float]:
+    name, spread, index, n = job
+    rng = np.random.default_rng([int(spread * 10), index])
+    quality = rng.normal(0, spread, n)
+    order = np.argsort(-quality)
+    start = time.perf_counter()
+    results = METHODS[name](quality, index, rng)
+    for entry in results.values():
+        entry["best"] = entry["pick"] == order[0]
+        entry["top3"] = entry["pick"] in order[:3]
+    return name, spread, results, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
     args = parser.parse_args()
-    n = args.n
-    print(f"N = {n}, {args.trials} trials per row (a P of 0.7 is +-0.07 at 1 sd)\n")
-    print(f"{'spread s':>8}  {'method':<40}{'used':>8}{'P(best)':>9}{'P(top 3)':>10}")
-    for spread in (1.0, 2.0):
-        for name, (make, choose, checkpoints) in methods(n).items():
-            rows: dict[int | None, list[tuple[int, bool, bool]]] = {c: [] for c in checkpoints}
-            start = time.perf_counter()
-            for trial in range(args.trials):
-                rng = np.random.default_rng([int(spread * 10), trial])
-                quality = rng.normal(0, spread, n)
-                order = np.argsort(-quality)
-                scheduler = make(trial)
-                history = simulate(scheduler, quality, rng)
-                for checkpoint in checkpoints:
-                    used = history if checkpoint is None else history[:checkpoint]
-                    pick = choose(scheduler, used)
-                    rows[checkpoint].append((len(used), pick == order[0], pick in order[:3]))
-            seconds = (time.perf_counter() - start) / args.trials
-            for checkpoint, results in rows.items():
-                used, best, top3 = (np.mean([r[k] for r in results]) for k in range(3))
-                label = name if checkpoint is None else f"{name} (at {checkpoint})"
-                if checkpoint == n - 1:
-                    label = "knockout bracket alone"
-                print(f"{spread:>8.0f}  {label:<40}{used:>8.1f}{best:>9.2f}{top3:>10.2f}")
-            print(f"{'':>10}({seconds:.1f} s per trial)")
+    jobs = [
+        (name, spread, index, args.n)
+        for spread in (1.0, 2.0)
+        for name in args.methods
+        for index in range(args.trials)
+    ]
+    collected: dict[tuple[str, float], list[tuple[dict, float]]] = {}
+    started = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        for done, (name, spread, results, seconds) in enumerate(
+            pool.map(trial, jobs, chunksize=4), 1
+        ):
+            collected.setdefault((name, spread), []).append((results, seconds))
+            if done % 100 == 0:
+                elapsed = time.perf_counter() - started
+                print(f"  {done}/{len(jobs)} trials, {elapsed / 60:.1f} min", flush=True)
+    se = 0.5 / np.sqrt(args.trials)
+    print(
+        f"\nN = {args.n}, {args.trials} trials per row (a P near 0.5 is +-{se:.3f} at 1 sd); "
+        "Plackett-Luce raters\n"
+    )
+    header = (
+        f"{'s':>3}  {'method':<34}{'screens':>8}{'views':>7}{'comparisons':>12}"
+        f"{'P(best)':>9}{'P(top 3)':>10}{'s/trial':>8}"
+    )
+    print(header)
+    for (name, spread), rows in collected.items():
+        seconds = np.mean([s for _, s in rows])
+        for point in rows[0][0]:
+            entries = [r[point] for r, _ in rows]
+            label = name if point is None else f"{name} (at {point})"
+            mean = {key: np.mean([e[key] for e in entries]) for key in entries[0] if key != "pick"}
+            print(
+                f"{spread:>3.0f}  {label:<34}{mean['screens']:>8.1f}{mean['views']:>7.1f}"
+                f"{mean['comparisons']:>12.1f}{mean['best']:>9.3f}{mean['top3']:>10.3f}"
+                f"{seconds:>8.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -97,7 +97,13 @@ def test_a_noiseless_rater_finds_the_best_of_each_prompt(ranked) -> None:
     assert [quality_of(c["html"]) for c in view["choices"]] == [7, 7]
     # The progress line counts comparisons and knows roughly how many are coming.
     first = Rater(client, tokens["bob"]).pair()
-    assert first["progress"] == {"prompt": 1, "prompts": 2, "comparison": 1, "about": 16}
+    assert first["progress"] == {
+        "prompt": 1,
+        "prompts": 2,
+        "unit": "comparison",
+        "comparison": 1,
+        "about": 16,
+    }
 
 
 def test_tokens_are_checked_and_refusals_change_nothing(ranked) -> None:

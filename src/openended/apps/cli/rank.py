@@ -18,6 +18,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raters=rater_names(args.raters) if args.raters else [],
         create=args.export is None,  # exporting never starts an empty database
         mode=args.mode,
+        screen=args.screen,
         budget=args.budget,
         threshold=args.threshold,
         repeat_rate=args.repeat_rate,
@@ -27,7 +28,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     sizes = sorted({len(p.candidates) for p in session.prompts})
     console.print(
         f"{len(session.prompts)} prompt(s), {'/'.join(map(str, sizes))} candidates each, "
-        f"mode {settings['mode']}; judgments in {session.store.path}",
+        f"mode {settings['mode']}, screen {settings['screen']}; judgments in "
+        f"{session.store.path}",
         markup=False,
     )
     if args.export is not None:
@@ -57,7 +59,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `openended` parser."""
     rank = sub.add_parser(
-        "rank", help="find the best outputs by pairwise comparisons in a local web page"
+        "rank",
+        help="find the best outputs by pairwise or multi-way comparisons in a local web page",
     )
     rank.add_argument(
         "input", type=Path, help="JSONL of prompts with candidate outputs, or a run directory"
@@ -70,9 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("best", "full"),
         help="best: knockout + BT top-up (default); full: a full ranking by merge-insertion",
     )
-    rank.add_argument("--budget", type=int, help="comparisons per prompt and rater (best mode)")
+    rank.add_argument(
+        "--screen",
+        help="pair (default), best-of-K (pick the best of K) or best-worst-K (pick the best "
+        "and the worst of K), K = 3..6; best-worst-4 finds the best with the fewest item views",
+    )
+    rank.add_argument(
+        "--budget",
+        type=int,
+        help="screens per prompt and rater (best mode; default: 150 pairs for 64 candidates, "
+        "or as many K-way screens as show 300 items)",
+    )
     rank.add_argument("--threshold", type=float, help="stop at this P(leader is best) (0.9)")
-    rank.add_argument("--repeat-rate", type=float, help="share of pairs re-shown for QC (0.05)")
+    rank.add_argument("--repeat-rate", type=float, help="share of screens re-shown for QC (0.05)")
     rank.add_argument("--seed", type=int, help="bracket order, sides and repeats (0)")
     rank.add_argument("--db", type=Path, help="the ranking database (default beside INPUT)")
     rank.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

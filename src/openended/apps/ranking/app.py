@@ -1,9 +1,10 @@
 """The ranking web app: FastAPI plus one plain HTML/JS page (no front-end build step).
 
-Raters open ``/?token=...``; the page asks ``GET /api/pair`` for the pair due and posts
-each choice to ``POST /api/judgments``; the answer carries the next pair, so a pair is
-only shown once the previous judgment is committed. Admin endpoints (QC, exports) need
-the admin token.
+Raters open ``/?token=...``; the page asks ``GET /api/screen`` (or its older name
+``/api/pair``) for the screen due and posts each answer, a pair's to ``POST
+/api/judgments``, a multi-way screen's (best, or best and worst) to ``POST /api/choices``;
+the answer carries the next screen, so a screen is only shown once the previous answer is
+committed. Admin endpoints (QC, exports, human cost) need the admin token.
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ class JudgmentIn(BaseModel):
     left: str
     right: str
     result: Literal["left", "right", "tie", "both_bad"]
+    seconds: float | None = Field(
+        None, ge=0, le=86400, allow_inf_nan=False, description="time the rater took"
+    )
+
+
+class ChoiceIn(BaseModel):
+    """The answer to a multi-way screen: the ids shown, in their slots, and the ids
+    picked as best (and worst, where the screen asks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_id: str
+    step: int = Field(ge=0)
+    shown: list[str]
+    best: str
+    worst: str | None = None
     seconds: float | None = Field(
         None, ge=0, le=86400, allow_inf_nan=False, description="time the rater took"
     )
@@ -106,31 +123,49 @@ def create_app(session: RankingSession) -> FastAPI:
                 "last_judgment_id": undoable,
             }
         prompt = session.prompts[due.prompt_idx]
-        left, right = prompt.candidates[due.left], prompt.candidates[due.right]
-        return {
+        items = [
+            {"id": c.id, "html": render(c.text, prompt.language)}
+            for c in (prompt.candidates[k] for k in due.shown)
+        ]
+        screen = session.screen
+        view = {
             "done": False,
             "rater": name,
             "prompt_id": prompt.id,
             "prompt": prompt.prompt,
             "step": due.step,
-            "left": {"id": left.id, "html": render(left.text, prompt.language)},
-            "right": {"id": right.id, "html": render(right.text, prompt.language)},
+            "screen": {
+                "kind": "pair" if len(items) == 2 else screen.kind,
+                "k": len(items),
+                "asks_worst": screen.asks_worst and len(items) > 2,
+            },
+            "items": items,
             "progress": progress,
             "last_judgment_id": undoable,
         }
+        if len(items) == 2:
+            view |= {"left": items[0], "right": items[1]}
+        return view
 
     def judgment_view(j: StoredJudgment) -> dict[str, Any]:
-        prompt = session.prompts[j.prompt_idx]
-        return {
+        ids = [c.id for c in session.prompts[j.prompt_idx].candidates]
+        view = {
             "id": j.id,
-            "prompt_id": prompt.id,
+            "prompt_id": session.prompts[j.prompt_idx].id,
             "step": j.step,
-            "left": prompt.candidates[j.left_idx].id,
-            "right": prompt.candidates[j.right_idx].id,
+            "shown": [ids[k] for k in j.shown],
             "result": j.result,
             "created": j.created,
             "undone": j.undone,
         }
+        if j.is_choice:
+            worst = ids[j.worst_idx] if j.worst_idx is not None else None
+            return view | {"best": ids[j.best_idx], "worst": worst}  # type: ignore[index]
+        return view | {"left": ids[j.left_idx], "right": ids[j.right_idx]}
+
+    def answered(name: str, judgment: StoredJudgment) -> dict[str, Any]:
+        """The answer just stored, and the screen due next."""
+        return {"judgment": judgment_view(judgment), "next": pair_view(name, session.due(name))}
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> HTMLResponse:
@@ -152,8 +187,9 @@ def create_app(session: RankingSession) -> FastAPI:
     def css() -> Response:
         return Response(highlight_css(), media_type="text/css")
 
+    @app.get("/api/screen")
     @app.get("/api/pair")
-    def pair(name: str = Depends(rater)) -> dict[str, Any]:
+    def screen(name: str = Depends(rater)) -> dict[str, Any]:
         return pair_view(name, session.due(name))
 
     @app.post("/api/judgments", status_code=201)
@@ -167,7 +203,20 @@ def create_app(session: RankingSession) -> FastAPI:
             result=body.result,
             seconds=body.seconds,
         )
-        return {"judgment": judgment_view(judgment), "next": pair_view(name, session.due(name))}
+        return answered(name, judgment)
+
+    @app.post("/api/choices", status_code=201)
+    def choose(body: ChoiceIn, name: str = Depends(rater)) -> dict[str, Any]:
+        judgment = session.submit_choice(
+            name,
+            prompt_id=body.prompt_id,
+            step=body.step,
+            shown_ids=body.shown,
+            best_id=body.best,
+            worst_id=body.worst,
+            seconds=body.seconds,
+        )
+        return answered(name, judgment)
 
     @app.post("/api/undo")
     def undo(body: UndoIn, name: str = Depends(rater)) -> dict[str, Any]:
@@ -209,8 +258,14 @@ def _status(session: RankingSession) -> dict[str, Any]:
             "judgments": len(session.store.judgments(rater=name)),
             "done": due is None,
             "progress": session.progress(name, due),
+            "cost": session.cost(name),
         }
-    return {"settings": session.settings(), "prompts": len(session.prompts), "raters": raters}
+    return {
+        "settings": session.settings(),
+        "prompts": len(session.prompts),
+        "raters": raters,
+        "cost": session.cost(),
+    }
 
 
 _STYLE = (
@@ -241,6 +296,7 @@ def _no_link_page(had_token: bool) -> str:
 def _admin_page(session: RankingSession, token: str) -> str:
     """Progress per rater and prompt, QC flags, and the export links."""
     status = _status(session)
+    total = status["cost"]
     report = export.qc(session)
     rows = []
     for name, entry in status["raters"].items():
@@ -248,13 +304,15 @@ def _admin_page(session: RankingSession, token: str) -> str:
         where = (
             "done"
             if entry["done"]
-            else f"prompt {progress['prompt']} of {progress['prompts']}, comparison "
+            else f"prompt {progress['prompt']} of {progress['prompts']}, {progress['unit']} "
             f"{progress['comparison']} of about {progress['about']}"
         )
+        cost = entry["cost"]
         flags = report["raters"].get(name, {}).get("flags", [])
         flag_text = "".join(f"<div class=flag>{html.escape(f)}</div>" for f in flags) or "none"
         rows.append(
-            f"<tr><td>{html.escape(name)}</td><td>{entry['judgments']}</td>"
+            f"<tr><td>{html.escape(name)}</td><td>{cost['screens']}</td>"
+            f"<td>{cost['item_views']}</td><td>{cost['comparisons_implied']}</td>"
             f"<td>{html.escape(where)}</td><td>{flag_text}</td></tr>"
         )
     links = " · ".join(
@@ -269,8 +327,11 @@ def _admin_page(session: RankingSession, token: str) -> str:
     return (
         f"<!doctype html><meta charset=utf-8><title>openended rank: admin</title>{_STYLE}"
         f"<h1>Ranking session</h1><p>{status['prompts']} prompts, "
-        f"{len(status['raters'])} raters</p>"
-        "<table><tr><th>rater</th><th>judgments</th><th>where</th><th>QC flags</th></tr>"
+        f"{len(status['raters'])} raters, screen {html.escape(status['settings']['screen'])}; "
+        f"human cost so far: {total['screens']} screens, {total['item_views']} item views, "
+        f"{total['comparisons_implied']} comparisons implied</p>"
+        "<table><tr><th>rater</th><th>screens</th><th>item views</th>"
+        "<th>comparisons implied</th><th>where</th><th>QC flags</th></tr>"
         + "".join(rows)
         + f"</table><p>Exports: {links}</p>"
     )

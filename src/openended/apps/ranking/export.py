@@ -23,9 +23,15 @@ def preferences(
     report: dict[str, Any] | None = None,
     fitted: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per decisive judgment, in TRL's preference format (``prompt``, ``chosen``,
-    ``rejected``) plus ``prompt_id``, ``margin``, ``rater``, the candidate ids, whether it
-    was a QC repeat, and whether QC flagged the rater.
+    """One row per pairwise preference, in TRL's preference format (``prompt``,
+    ``chosen``, ``rejected``) plus ``prompt_id``, ``margin``, ``rater``, the candidate ids,
+    whether it was a QC repeat, and whether QC flagged the rater.
+
+    A decisive pair gives one row; a best-of-K answer K - 1 rows (the best over each other
+    item shown), a best-worst answer K - 2 more (each other item over the worst).
+    ``screen_id`` names the answer a row comes from and ``screen`` its type: rows of one
+    screen come from one decision, so a downstream user should not treat them as
+    independent (group or weight by ``screen_id``).
 
     ``margin`` is how much higher the pooled Bradley-Terry fit (every rater's judgments of
     the prompt) scores the chosen candidate than the rejected one, and 0 where the fit
@@ -40,30 +46,31 @@ def preferences(
     for prompt_idx, prompt in enumerate(session.prompts):
         mean = fitted[prompt_idx]["mean"]
         for j in session.store.judgments(prompt_idx=prompt_idx):
-            if j.winner is None or j.loser is None:
-                continue
-            rows.append(
-                {
-                    "prompt": prompt.prompt,
-                    "chosen": prompt.candidates[j.winner].text,
-                    "rejected": prompt.candidates[j.loser].text,
-                    "prompt_id": prompt.id,
-                    "margin": round(max(0.0, float(mean[j.winner] - mean[j.loser])), 4),
-                    "rater": j.rater,
-                    "chosen_id": prompt.candidates[j.winner].id,
-                    "rejected_id": prompt.candidates[j.loser].id,
-                    "repeat": j.kind == "repeat",
-                    "rater_flagged": j.rater in flagged,
-                }
-            )
+            for winner, loser in j.implied_pairs():
+                rows.append(
+                    {
+                        "prompt": prompt.prompt,
+                        "chosen": prompt.candidates[winner].text,
+                        "rejected": prompt.candidates[loser].text,
+                        "prompt_id": prompt.id,
+                        "margin": round(max(0.0, float(mean[winner] - mean[loser])), 4),
+                        "rater": j.rater,
+                        "chosen_id": prompt.candidates[winner].id,
+                        "rejected_id": prompt.candidates[loser].id,
+                        "screen_id": j.id,
+                        "screen": j.screen,
+                        "repeat": j.kind == "repeat",
+                        "rater_flagged": j.rater in flagged,
+                    }
+                )
     return rows
 
 
 def scores(
     session: RankingSession, *, fitted: list[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """Bradley-Terry score (posterior mean and sd), P(best), wins and comparisons of every
-    candidate, best first within each prompt (`fitted` from `fits`, computed if not given)."""
+    """Score (posterior mean and sd), P(best), wins, item views and comparisons implied of
+    every candidate, best first within each prompt (`fitted` from `fits`, computed if not given)."""
     fitted = fitted if fitted is not None else fits(session)
     rows = []
     for prompt_idx, prompt in enumerate(session.prompts):
@@ -79,6 +86,7 @@ def scores(
                     "sd": round(float(fit["sd"][k]), 4),
                     "p_best": round(float(fit["p_best"][k]), 4),
                     "wins": int(fit["wins"][k]),
+                    "views": int(fit["views"][k]),
                     "comparisons": int(fit["comparisons"][k]),
                 }
             )

@@ -1,9 +1,10 @@
 """Quality control of human judgments: are the raters consistent, unbiased and honest?
 
-- Self-consistency: about 5% of pairs are shown again with sides swapped; how often does
-  the rater give the same answer?
+- Self-consistency: about 5% of screens are shown again with the items in other slots
+  (a pair's sides swapped); how often does the rater give the same answer?
 - Position bias: the share of decisive choices that went to the left side (a binomial
-  test against 1/2).
+  test against 1/2); on multi-way screens, how the best (and the worst) picks fall on the
+  K slots (a chi-square test against K equal shares).
 - Agreement between raters on the pairs both judged: Cohen's kappa (Cohen 1960).
 - Reliability: how often a rater's choices agree with a Bradley-Terry model fitted to
   everyone else's judgments of the same prompt (leave-one-rater-out consensus).
@@ -14,13 +15,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, chisquare
 
 from openended.apps.ranking.schedule import bt_posterior
 from openended.apps.ranking.session import as_schedule_judgment
@@ -40,17 +42,21 @@ def quality_report(
     judgments: Sequence[StoredJudgment], raters: Sequence[str], sizes: Sequence[int]
 ) -> dict[str, Any]:
     """Per-rater QC numbers, pairwise agreement, and flags. `sizes[p]` is the number of
-    candidates of prompt p."""
+    candidates of prompt p. Multi-way answers count, for agreement and the consensus, as
+    the pairwise comparisons they imply."""
     by_rater: dict[str, list[StoredJudgment]] = defaultdict(list)
     for j in judgments:
         by_rater[j.rater].append(j)
-    consensus = _consensus_agreement(judgments, sizes)
-    report: dict[str, Any] = {"raters": {}, "agreement": _agreement(by_rater, raters)}
-    decisive_all = [j for j in judgments if j.winner is not None]
-    report["position"] = _position(decisive_all)
+    as_pairs = implied_pair_judgments(judgments)
+    pairs_by_rater: dict[str, list[StoredJudgment]] = defaultdict(list)
+    for j in as_pairs:
+        pairs_by_rater[j.rater].append(j)
+    consensus = _consensus_agreement(as_pairs, sizes)
+    report: dict[str, Any] = {"raters": {}, "agreement": _agreement(pairs_by_rater, raters)}
+    report["position"] = _position(judgments)
     for rater in raters:
         mine = by_rater.get(rater, [])
-        decisive = [j for j in mine if j.winner is not None]
+        decisive = [j for j in mine if j.winner is not None or j.is_choice]
         agree, compared = consensus.get(rater, (0, 0))
         consistent, repeats = _self_consistency(mine)
         entry: dict[str, Any] = {
@@ -58,7 +64,7 @@ def quality_report(
             "decisive": len(decisive),
             "ties": sum(j.result == "tie" for j in mine),
             "both_bad": sum(j.result == "both_bad" for j in mine),
-            "position": _position(decisive),
+            "position": _position(mine),
             "repeats": repeats,
             "self_consistency": consistent / repeats if repeats else None,
             "consensus_compared": compared,
@@ -91,14 +97,30 @@ def _flags(
         flags.append(f"careless? repeated pairs answered the same way {consistent} of {repeats}")
     position = entry["position"]
     if position["decisive"] >= MIN_POSITION and position["p_value"] < POSITION_SIGNIFICANCE:
-        flags.append(
-            f"position bias: picked the left side {position['left_share']:.0%} of the time "
-            f"(p = {position['p_value']:.3g})"
-        )
+        if position["left_share"] is not None:
+            flags.append(
+                f"position bias: picked the left side {position['left_share']:.0%} of the time "
+                f"(p = {position['p_value']:.3g})"
+            )
+        else:
+            slots = position["best_slot_shares"]
+            shares = ", ".join(f"{share:.0%}" for share in slots)
+            flags.append(
+                f"position bias: the best picks fall on slots 1..{len(slots)} as {shares} "
+                f"(p = {position['p_value']:.3g})"
+            )
     return flags
 
 
-def _position(decisive: Sequence[StoredJudgment]) -> dict[str, Any]:
+def _position(judgments: Sequence[StoredJudgment]) -> dict[str, Any]:
+    """Side (pairs) or slot (multi-way screens) preference of decisive answers. With
+    multi-way screens of several sizes, the size answered most often is tested."""
+    choices = [j for j in judgments if j.is_choice]
+    if choices:
+        sizes = [len(j.shown) for j in choices]
+        k = max(set(sizes), key=sizes.count)
+        return _slot_position([j for j in choices if len(j.shown) == k], k)
+    decisive = [j for j in judgments if j.winner is not None]
     left = sum(j.result == "left" for j in decisive)
     if not decisive:
         return {"decisive": 0, "left_share": None, "p_value": 1.0}
@@ -109,8 +131,28 @@ def _position(decisive: Sequence[StoredJudgment]) -> dict[str, Any]:
     }
 
 
+def _slot_position(choices: Sequence[StoredJudgment], k: int) -> dict[str, Any]:
+    """How best (and worst) picks fall on the k slots; p is the smaller of the two
+    chi-square tests against equal shares, doubled when both are tested (Bonferroni)."""
+    best = np.bincount([j.shown.index(j.best_idx) for j in choices], minlength=k)
+    worst_picks = [j.shown.index(j.worst_idx) for j in choices if j.worst_idx is not None]
+    p_values = [float(chisquare(best).pvalue)]
+    entry: dict[str, Any] = {
+        "decisive": len(choices),
+        "left_share": None,
+        "best_slot_shares": (best / len(choices)).round(3).tolist(),
+    }
+    if worst_picks:
+        worst = np.bincount(worst_picks, minlength=k)
+        p_values.append(float(chisquare(worst).pvalue))
+        entry["worst_slot_shares"] = (worst / len(worst_picks)).round(3).tolist()
+    entry["p_value"] = min(1.0, min(p_values) * len(p_values))
+    return entry
+
+
 def _self_consistency(mine: Sequence[StoredJudgment]) -> tuple[int, int]:
-    """(answered the same, repeats): same winner, or undecided both times."""
+    """(answered the same, repeats): the same winner or undecided both times (pairs),
+    the same best and worst (multi-way screens)."""
     by_id = {j.id: j for j in mine}
     same = total = 0
     for j in mine:
@@ -118,8 +160,34 @@ def _self_consistency(mine: Sequence[StoredJudgment]) -> tuple[int, int]:
         if original is None:
             continue
         total += 1
-        same += original.winner == j.winner
+        if j.is_choice:
+            same += (original.best_idx, original.worst_idx) == (j.best_idx, j.worst_idx)
+        else:
+            same += original.winner == j.winner
     return same, total
+
+
+def implied_pair_judgments(judgments: Sequence[StoredJudgment]) -> list[StoredJudgment]:
+    """Pairs as they are; each multi-way answer as the decisive pairs it implies (winner
+    on the left), with the answer's id, rater, prompt and kind."""
+    result: list[StoredJudgment] = []
+    for j in judgments:
+        if not j.is_choice:
+            result.append(j)
+            continue
+        for winner, loser in j.implied_pairs():
+            result.append(
+                dataclasses.replace(
+                    j,
+                    left_idx=winner,
+                    right_idx=loser,
+                    result="left",
+                    shown=(winner, loser),
+                    best_idx=None,
+                    worst_idx=None,
+                )
+            )
+    return result
 
 
 def _consensus_agreement(

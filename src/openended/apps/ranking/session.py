@@ -1,9 +1,11 @@
-"""A ranking session: which pair each rater sees next, and checked submissions.
+"""A ranking session: which screen each rater sees next, and checked submissions.
 
-Everything a rater sees follows from their own committed judgments: the schedulers replay
-them, the sides and the quality-control repeats come from seeded hashes of (rater, prompt,
-step). A restart therefore resumes each rater exactly, and a submission that is not for
-the pair due (replayed, out of order, or for another pair) is refused and changes nothing.
+A screen is a pair (better of two, tie, both bad) or a multi-way screen (the best of K,
+or the best and the worst of K; `choice`). Everything a rater sees follows from their own
+committed answers: the schedulers replay them, the slots and the quality-control repeats
+come from seeded hashes of (rater, prompt, step). A restart therefore resumes each rater
+exactly, and a submission that is not for the screen due (replayed, out of order, or for
+other items) is refused and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from openended.apps.ranking.choice import (
+    Choice,
+    ChoiceScheduler,
+    Screen,
+    default_views,
+    parse_screen,
+    pl_posterior,
+)
 from openended.apps.ranking.inputs import RankPrompt, input_fingerprint, load_rank_input
 from openended.apps.ranking.schedule import (
     Judgment,
@@ -27,7 +37,13 @@ from openended.apps.ranking.schedule import (
     bt_posterior,
     p_best,
 )
-from openended.apps.ranking.store import RESULTS, RankingStore, RankingStoreError, StoredJudgment
+from openended.apps.ranking.store import (
+    CHOICE,
+    RESULTS,
+    RankingStore,
+    RankingStoreError,
+    StoredJudgment,
+)
 
 Mode = Literal["best", "full"]
 REPEAT_GAP = 3  # a QC repeat re-shows a pair judged at least this many steps earlier
@@ -44,14 +60,22 @@ class RankRequestError(Exception):
 
 @dataclass(frozen=True)
 class Due:
-    """The pair a rater must judge next (candidate indices, as they go on screen)."""
+    """The screen a rater must answer next: candidate indices in their slots on screen
+    (a pair's are left and right)."""
 
     prompt_idx: int
     step: int
-    left: int
-    right: int
-    kind: str  # "schedule", or "repeat" (an earlier pair again, sides swapped)
+    shown: tuple[int, ...]
+    kind: str  # "schedule", or "repeat" (an earlier screen again, slots moved)
     repeat_of: int | None = None
+
+    @property
+    def left(self) -> int:
+        return self.shown[0]
+
+    @property
+    def right(self) -> int:
+        return self.shown[1]
 
 
 def default_budget(n: int) -> int:
@@ -66,9 +90,40 @@ def _unit(*parts: object) -> float:
 
 
 def as_schedule_judgment(j: StoredJudgment) -> Judgment:
-    """A stored judgment as the schedulers see it (a = left, b = right)."""
+    """A stored pair judgment as the schedulers see it (a = left, b = right)."""
     result = {"left": "a", "right": "b"}.get(j.result, j.result)
     return Judgment(j.left_idx, j.right_idx, result)  # type: ignore[arg-type]
+
+
+def as_choice(j: StoredJudgment) -> Choice:
+    """A stored answer as the multi-way scheduler sees it: a multi-way answer as it is; a
+    pair (a prompt with 2 candidates in a multi-way session) as a best-of-2, a tie or
+    'both bad' as no preference."""
+    if j.is_choice:
+        return Choice(tuple(j.shown), j.best_idx, j.worst_idx)
+    return Choice((j.left_idx, j.right_idx), j.winner)
+
+
+def as_choices(judgments: Sequence[StoredJudgment]) -> list[Choice]:
+    """Every answer as Plackett-Luce observations: a decisive pair is a best-of-2, a tie
+    or 'both bad' one win each way (evidence that the two are close, as in `wins`)."""
+    choices = []
+    for j in judgments:
+        if j.is_choice:
+            choices.append(as_choice(j))
+        elif j.winner is not None:
+            choices.append(Choice((j.left_idx, j.right_idx), j.winner))
+        else:
+            choices += [
+                Choice((j.left_idx, j.right_idx), j.left_idx),
+                Choice((j.left_idx, j.right_idx), j.right_idx),
+            ]
+    return choices
+
+
+def moved(shown: Sequence[int], shift: int) -> tuple[int, ...]:
+    """`shown` rotated by `shift` slots (1 <= shift < len): no item keeps its slot."""
+    return tuple(shown[shift:]) + tuple(shown[:shift])
 
 
 class RankingSession:
@@ -76,8 +131,13 @@ class RankingSession:
 
     Args:
         store: the database (prompts, raters, judgments).
-        mode: "best" (knockout, then Bradley-Terry top-up) or "full" (merge-insertion).
-        budget: comparisons per prompt and rater in "best" mode (default: `default_budget`).
+        mode: "best" (find the best) or "full" (a full ranking by merge-insertion; pairs
+            only).
+        screen: "pair" (knockout, then Bradley-Terry top-up), "best-of-K" or
+            "best-worst-K" (K = 3..6: every candidate once, then the leader against
+            Thompson-sampled challengers under a Plackett-Luce posterior; `choice`).
+        budget: screens per prompt and rater in "best" mode (default: `default_budget`
+            pairs, or as many K-way screens as show `default_views` items).
         threshold: stop a prompt when P(leader is the best) reaches this.
         repeat_rate: share of steps that re-show an earlier pair, sides swapped (QC).
         seed: bracket orders, sides and repeats.
@@ -88,6 +148,7 @@ class RankingSession:
         store: RankingStore,
         *,
         mode: Mode = "best",
+        screen: str = "pair",
         budget: int | None = None,
         threshold: float = 0.9,
         repeat_rate: float = 0.05,
@@ -99,6 +160,9 @@ class RankingSession:
             raise ValueError(f"repeat_rate must be in [0, 1), got {repeat_rate}")
         self.store = store
         self.mode = mode
+        self.screen: Screen = parse_screen(screen)
+        if mode == "full" and self.screen.kind != "pair":
+            raise ValueError("a full ranking (mode full) asks for pairs: use screen pair")
         self.budget = budget
         self.threshold = threshold
         self.repeat_rate = repeat_rate
@@ -112,25 +176,44 @@ class RankingSession:
     def settings(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
+            "screen": self.screen.name,
             "budget": self.budget,
             "threshold": self.threshold,
             "repeat_rate": self.repeat_rate,
             "seed": self.seed,
         }
 
-    def _make_scheduler(self, prompt_idx: int) -> KnockoutThenBT | MergeInsertionSort:
+    def _make_scheduler(
+        self, prompt_idx: int
+    ) -> KnockoutThenBT | MergeInsertionSort | ChoiceScheduler:
         n = len(self.prompts[prompt_idx].candidates)
         # The same bracket for every rater, so raters share first-round pairs (agreement).
         seed = int(_unit(self.seed, self.prompts[prompt_idx].id) * 2**31)
         if self.mode == "full":
             return MergeInsertionSort(n, seed=seed)
+        if self.screen.kind != "pair":
+            k = min(self.screen.k, n)
+            screens = self.budget if self.budget is not None else -(-default_views(n) // k)
+            return ChoiceScheduler(
+                n, self.screen, budget=screens * k, threshold=self.threshold, seed=seed
+            )
         budget = self.budget if self.budget is not None else default_budget(n)
         return KnockoutThenBT(n, budget=budget, threshold=self.threshold, seed=seed)
 
     def _next_uncached(
-        self, prompt_idx: int, history: tuple[Judgment, ...]
-    ) -> tuple[int, int] | None:
-        return self._schedulers[prompt_idx].next_pair(history)
+        self, prompt_idx: int, history: tuple[Judgment, ...] | tuple[Choice, ...]
+    ) -> tuple[int, ...] | None:
+        scheduler = self._schedulers[prompt_idx]
+        if isinstance(scheduler, ChoiceScheduler):
+            return scheduler.next_set(history)  # type: ignore[arg-type]
+        return scheduler.next_pair(history)  # type: ignore[arg-type]
+
+    def history(self, done: Sequence[StoredJudgment]) -> tuple[Judgment, ...] | tuple[Choice, ...]:
+        """A rater's scheduled answers (QC repeats left out) as their scheduler reads them."""
+        scheduled = [j for j in done if j.kind == "schedule"]
+        if self.screen.kind == "pair":
+            return tuple(as_schedule_judgment(j) for j in scheduled)
+        return tuple(as_choice(j) for j in scheduled)
 
     # --- what is due -------------------------------------------------------------
 
@@ -140,7 +223,7 @@ class RankingSession:
         return self._index[prompt_id]
 
     def due(self, rater: str) -> Due | None:
-        """The next pair for `rater`, or None when every prompt is finished."""
+        """The next screen for `rater`, or None when every prompt is finished."""
         with self._lock:
             for prompt_idx in range(len(self.prompts)):
                 due = self._due_in(rater, prompt_idx)
@@ -150,37 +233,44 @@ class RankingSession:
 
     def _due_in(self, rater: str, prompt_idx: int) -> Due | None:
         done = self.store.judgments(rater=rater, prompt_idx=prompt_idx)
-        history = tuple(as_schedule_judgment(j) for j in done if j.kind == "schedule")
-        pair = self._next(prompt_idx, history)
-        if pair is None:
+        items = self._next(prompt_idx, self.history(done))
+        if items is None:
             return None
         step = len(done)
+        prompt_id = self.prompts[prompt_idx].id
         repeat = self._repeat_due(rater, prompt_idx, done)
-        if repeat is not None:
-            return Due(prompt_idx, step, repeat.right_idx, repeat.left_idx, "repeat", repeat.id)
-        a, b = int(pair[0]), int(pair[1])
-        if _unit(self.seed, "side", rater, self.prompts[prompt_idx].id, step) < 0.5:
-            a, b = b, a
-        return Due(prompt_idx, step, a, b, "schedule")
+        if repeat is not None:  # the same items, every one in another slot
+            unit = _unit(self.seed, "move", rater, prompt_id, step)
+            shift = 1 + int(unit * (len(repeat.shown) - 1))
+            return Due(prompt_idx, step, moved(repeat.shown, shift), "repeat", repeat.id)
+        if len(items) == 2:
+            a, b = int(items[0]), int(items[1])
+            if _unit(self.seed, "side", rater, prompt_id, step) < 0.5:
+                a, b = b, a
+            return Due(prompt_idx, step, (a, b), "schedule")
+        # Slots in a seeded random order, so that a rater's slot bias is not a bias
+        # towards the leader (which the scheduler lists first).
+        rng = np.random.default_rng(int(_unit(self.seed, "slots", rater, prompt_id, step) * 2**63))
+        order = rng.permutation(len(items))
+        return Due(prompt_idx, step, tuple(int(items[k]) for k in order), "schedule")
 
     def _repeat_due(
         self, rater: str, prompt_idx: int, done: Sequence[StoredJudgment]
     ) -> StoredJudgment | None:
-        """An earlier pair to show again (sides swapped), on about `repeat_rate` of steps;
-        never one of the last `REPEAT_GAP` pairs, so the rater does not simply remember."""
+        """An earlier screen to show again (its items in other slots), on about
+        `repeat_rate` of steps; never one of the last `REPEAT_GAP` screens, so the rater
+        does not simply remember."""
         if len(done) <= REPEAT_GAP or done[-1].kind == "repeat":
             return None
         step = len(done)
         if _unit(self.seed, "repeat", rater, self.prompts[prompt_idx].id, step) >= self.repeat_rate:
             return None
         repeated = {j.repeat_of for j in done if j.kind == "repeat"}
-        recent = {frozenset((j.left_idx, j.right_idx)) for j in done[-REPEAT_GAP:]}
+        recent = {frozenset(j.shown) for j in done[-REPEAT_GAP:]}
         options = [
             j
             for j in done[:-REPEAT_GAP]
-            if j.kind == "schedule"
-            and j.id not in repeated
-            and frozenset((j.left_idx, j.right_idx)) not in recent
+            if j.kind == "schedule" and j.id not in repeated and frozenset(j.shown) not in recent
         ]
         if not options:
             return None
@@ -200,38 +290,99 @@ class RankingSession:
         result: str,
         seconds: float | None = None,
     ) -> StoredJudgment:
-        """Record a judgment of the pair due; anything else is refused unchanged."""
+        """Record the answer to the pair due; anything else is refused unchanged."""
         if result not in RESULTS:
             raise RankRequestError(422, f"result must be one of {', '.join(RESULTS)}")
         prompt_idx = self.prompt_index(prompt_id)
         with self._lock, self.store.transaction() as db:
             due = self.due(rater)
-            self._check_due(due, prompt_idx, step, left_id, right_id)
+            if due is not None and len(due.shown) > 2:
+                raise RankRequestError(
+                    422,
+                    f"this screen shows {len(due.shown)} items, not a pair: answer it with "
+                    f"the best{' and the worst' if self.screen.asks_worst else ''} "
+                    f"(POST /api/choices); {self._where(due)}",
+                )
+            self._check_due(due, prompt_idx, step, (left_id, right_id))
             assert due is not None
-            fields = {
-                "rater": rater,
-                "prompt_idx": prompt_idx,
-                "prompt_id": prompt_id,
-                "step": step,
-                "kind": due.kind,
-                "left_idx": due.left,
-                "right_idx": due.right,
-                "left_id": left_id,
-                "right_id": right_id,
-                "result": result,
-                "repeat_of": due.repeat_of,
-                "seconds": seconds,
-            }
+            return self.store.insert_judgment(
+                db, self._fields(rater, due, result=result, seconds=seconds)
+            )
+
+    def submit_choice(
+        self,
+        rater: str,
+        *,
+        prompt_id: str,
+        step: int,
+        shown_ids: Sequence[str],
+        best_id: str,
+        worst_id: str | None = None,
+        seconds: float | None = None,
+    ) -> StoredJudgment:
+        """Record the best (and the worst) of the multi-way screen due; a stale or
+        replayed screen is refused with 409, an answer that does not fit the screen (an
+        item not on it, best = worst, a worst missing or not asked for) with 422."""
+        prompt_idx = self.prompt_index(prompt_id)
+        with self._lock, self.store.transaction() as db:
+            due = self.due(rater)
+            self._check_due(due, prompt_idx, step, tuple(shown_ids))
+            assert due is not None
+            where = self._where(due)
+            ids = [c.id for c in self.prompts[due.prompt_idx].candidates]
+            if len(due.shown) == 2:
+                raise RankRequestError(422, f"this screen is a pair: answer left or right; {where}")
+            picks = {"best": best_id, "worst": worst_id}
+            if self.screen.asks_worst and worst_id is None:
+                raise RankRequestError(422, f"this screen asks for the worst too; {where}")
+            if not self.screen.asks_worst and worst_id is not None:
+                raise RankRequestError(422, f"this screen asks for the best only; {where}")
+            if worst_id is not None and worst_id == best_id:
+                raise RankRequestError(
+                    422, f"the best and the worst are the same item ({best_id!r}); {where}"
+                )
+            on_screen = {ids[k]: k for k in due.shown}
+            for role, item in picks.items():
+                if item is not None and item not in on_screen:
+                    raise RankRequestError(
+                        422, f"the {role} ({item!r}) is not on the screen; {where}"
+                    )
+            fields = self._fields(rater, due, result=CHOICE, seconds=seconds)
+            fields["best_idx"] = on_screen[best_id]
+            fields["worst_idx"] = on_screen[worst_id] if worst_id is not None else None
             return self.store.insert_judgment(db, fields)
 
+    def _fields(
+        self, rater: str, due: Due, *, result: str, seconds: float | None
+    ) -> dict[str, Any]:
+        candidates = self.prompts[due.prompt_idx].candidates
+        return {
+            "rater": rater,
+            "prompt_idx": due.prompt_idx,
+            "prompt_id": self.prompts[due.prompt_idx].id,
+            "step": due.step,
+            "kind": due.kind,
+            "left_idx": due.left,
+            "right_idx": due.right,
+            "left_id": candidates[due.left].id,
+            "right_id": candidates[due.right].id,
+            "shown": list(due.shown) if len(due.shown) > 2 else None,
+            "result": result,
+            "repeat_of": due.repeat_of,
+            "seconds": seconds,
+        }
+
+    def _where(self, due: Due) -> str:
+        what = "pair" if len(due.shown) == 2 else "screen"
+        return f"the {what} due is step {due.step} of prompt {self.prompts[due.prompt_idx].id!r}"
+
     def _check_due(
-        self, due: Due | None, prompt_idx: int, step: int, left_id: str, right_id: str
+        self, due: Due | None, prompt_idx: int, step: int, shown_ids: tuple[str, ...]
     ) -> None:
         prompt_id = self.prompts[prompt_idx].id
         if due is None:
             raise RankRequestError(409, "nothing is due: this rater has finished every prompt")
-        due_id = self.prompts[due.prompt_idx].id
-        where = f"the pair due is step {due.step} of prompt {due_id!r}"
+        where = self._where(due)
         if prompt_idx < due.prompt_idx:
             raise RankRequestError(
                 409, f"prompt {prompt_id!r} is already finished (a replayed submission?); {where}"
@@ -245,13 +396,15 @@ class RankingSession:
         if step > due.step:
             raise RankRequestError(409, f"out of order: step {step} is not due yet; {where}")
         candidates = self.prompts[due.prompt_idx].candidates
-        expected = (candidates[due.left].id, candidates[due.right].id)
-        if (left_id, right_id) != expected:
-            raise RankRequestError(
-                409,
-                f"the pair submitted ({left_id!r}, {right_id!r}) is not the pair shown "
-                f"({expected[0]!r}, {expected[1]!r}); {where}",
-            )
+        expected = tuple(candidates[k].id for k in due.shown)
+        if shown_ids != expected:
+            if len(expected) == 2:
+                mismatch = f"the pair submitted {shown_ids!r} is not the pair shown {expected!r}"
+            else:
+                mismatch = (
+                    f"the items submitted {list(shown_ids)} are not those shown {list(expected)}"
+                )
+            raise RankRequestError(409, f"{mismatch}; {where}")
 
     def undo(self, rater: str, judgment_id: int) -> StoredJudgment:
         """Withdraw the rater's latest judgment, `judgment_id` (named, so that a retried
@@ -276,58 +429,89 @@ class RankingSession:
     # --- views -------------------------------------------------------------------
 
     def progress(self, rater: str, due: Due | None) -> dict[str, Any]:
-        """For the page: "prompt 2 of 5, comparison 23 of about 70"."""
+        """For the page: "prompt 2 of 5, comparison 23 of about 70" (pairs) or "screen 12
+        of about 75" (multi-way screens)."""
         prompts = len(self.prompts)
+        unit = "comparison" if self.screen.kind == "pair" else "screen"
         if due is None:
-            return {"prompt": prompts, "prompts": prompts, "comparison": None, "about": None}
+            return {
+                "prompt": prompts,
+                "prompts": prompts,
+                "unit": unit,
+                "comparison": None,
+                "about": None,
+            }
         scheduler = self._schedulers[due.prompt_idx]
         n = len(self.prompts[due.prompt_idx].candidates)
         if isinstance(scheduler, KnockoutThenBT):
             about = scheduler.expected_comparisons()
+        elif isinstance(scheduler, ChoiceScheduler):
+            about = scheduler.expected_screens()
         else:
             about = math.ceil(math.log2(math.factorial(n)))
         about = round(about * (1 + self.repeat_rate))
         return {
             "prompt": due.prompt_idx + 1,
             "prompts": prompts,
+            "unit": unit,
             "comparison": due.step + 1,
             "about": max(about, due.step + 1),
         }
 
     def rater_choice(self, rater: str, prompt_idx: int) -> int:
-        """The candidate this rater's judgments pick as the best of a prompt."""
-        done = self.store.judgments(rater=rater, prompt_idx=prompt_idx)
-        history = [as_schedule_judgment(j) for j in done if j.kind == "schedule"]
+        """The candidate this rater's answers pick as the best of a prompt."""
+        history = self.history(self.store.judgments(rater=rater, prompt_idx=prompt_idx))
         scheduler = self._schedulers[prompt_idx]
         if isinstance(scheduler, MergeInsertionSort):
-            return scheduler.ranking(history)[0]
-        return scheduler.leader(history)[0]
+            return scheduler.ranking(history)[0]  # type: ignore[arg-type]
+        return scheduler.leader(history)[0]  # type: ignore[arg-type]
 
     def scores(self, prompt_idx: int) -> dict[str, Any]:
-        """Bradley-Terry scores of a prompt's candidates from every rater's judgments
-        (QC repeats left out: they would count one pair twice)."""
+        """Scores of a prompt's candidates from every rater's answers (QC repeats left
+        out: they would count one screen twice): Bradley-Terry for pairs, Plackett-Luce
+        for multi-way screens; item views, comparisons implied and wins (picked as the
+        better, or the best) per candidate."""
         n = len(self.prompts[prompt_idx].candidates)
         judged = [j for j in self.store.judgments(prompt_idx=prompt_idx) if j.kind == "schedule"]
-        history = [as_schedule_judgment(j) for j in judged]
-        mean, cov = bt_posterior(n, history)
+        if self.screen.kind == "pair":
+            mean, cov = bt_posterior(n, [as_schedule_judgment(j) for j in judged])
+        else:
+            mean, cov = pl_posterior(n, as_choices(judged))
         probabilities = p_best(mean, cov, seed=self.seed)
+        views = np.zeros(n, int)
         comparisons = np.zeros(n, int)
         won = np.zeros(n, int)
         for j in judged:
-            comparisons[[j.left_idx, j.right_idx]] += 1
-            if j.winner is not None:
-                won[j.winner] += 1
+            views[list(j.shown)] += 1
+            for winner, loser in j.implied_pairs():
+                comparisons[[winner, loser]] += 1
+            best = j.best_idx if j.is_choice else j.winner
+            if best is not None:
+                won[best] += 1
         return {
             "mean": mean,
             "sd": np.sqrt(np.diag(cov)),
             "p_best": probabilities,
+            "views": views,
             "comparisons": comparisons,
             "wins": won,
+        }
+
+    def cost(self, rater: str | None = None) -> dict[str, int]:
+        """Human effort, counted honestly: screens answered, item views (an item shown on
+        a screen) and the pairwise comparisons the answers imply (QC repeats included:
+        the rater did them)."""
+        judged = self.store.judgments(rater=rater)
+        return {
+            "screens": len(judged),
+            "item_views": sum(len(j.shown) for j in judged),
+            "comparisons_implied": sum(len(j.implied_pairs()) for j in judged),
         }
 
 
 DEFAULTS: dict[str, Any] = {
     "mode": "best",
+    "screen": "pair",
     "budget": None,
     "threshold": 0.9,
     "repeat_rate": 0.05,
@@ -358,8 +542,17 @@ def rater_names(spec: str) -> list[str]:
     return names
 
 
+def _is_screen(value: Any) -> bool:
+    try:
+        parse_screen(value)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (lambda v: v in MODES, f"one of {', '.join(MODES)}"),
+    "screen": (_is_screen, "pair, best-of-K or best-worst-K with K = 3..6"),
     "budget": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
     "threshold": (lambda v: isinstance(v, int | float) and 0 < v <= 1, "in (0, 1]"),
     "repeat_rate": (lambda v: isinstance(v, int | float) and 0 <= v < 1, "in [0, 1)"),
@@ -375,6 +568,9 @@ def check_settings(settings: dict[str, Any]) -> None:
         valid, allowed = RULES[key]
         if not valid(value):
             raise RankingStoreError(f"{key} = {value!r}: must be {allowed}")
+    screen = settings.get("screen", "pair")
+    if settings.get("mode") == "full" and screen != "pair":
+        raise RankingStoreError(f"mode full asks for pairs; it cannot use screen {screen!r}")
 
 
 def open_session(

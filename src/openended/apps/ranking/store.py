@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openended.apps.ranking.choice import Choice
 from openended.apps.ranking.inputs import Candidate, RankPrompt
 from openended.errors import UserError
 from openended.sqlite import connect_wal
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS judgments (
     id INTEGER PRIMARY KEY, rater TEXT NOT NULL, prompt_idx INTEGER NOT NULL,
     step INTEGER NOT NULL, kind TEXT NOT NULL, left_idx INTEGER NOT NULL,
     right_idx INTEGER NOT NULL, result TEXT NOT NULL, repeat_of INTEGER, seconds REAL,
-    created REAL NOT NULL, undone INTEGER NOT NULL DEFAULT 0
+    created REAL NOT NULL, undone INTEGER NOT NULL DEFAULT 0, shown TEXT, best_idx INTEGER,
+    worst_idx INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_judgment_per_step
     ON judgments (rater, prompt_idx, step) WHERE undone = 0;
@@ -52,6 +54,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 RESULTS = ("left", "right", "tie", "both_bad")
+CHOICE = "choice"  # the result of a multi-way screen: see best_idx and worst_idx
+# Columns added after the first release: databases made before get them on open.
+ADDED_COLUMNS = {"shown": "TEXT", "best_idx": "INTEGER", "worst_idx": "INTEGER"}
 ADMIN = "admin"
 
 
@@ -61,7 +66,11 @@ class RankingStoreError(UserError, RuntimeError):
 
 @dataclass(frozen=True)
 class StoredJudgment:
-    """One judgment: `left_idx` and `right_idx` are candidate indices as shown on screen."""
+    """One answer to a screen. A pair: `left_idx` and `right_idx` are the candidate
+    indices as shown, `result` one of RESULTS. A multi-way screen (`result` "choice"):
+    `shown` holds the candidate indices in their slots on screen (left_idx and right_idx
+    the first two), `best_idx` the one picked as best and `worst_idx` the worst (or None
+    where the screen does not ask)."""
 
     id: int
     rater: str
@@ -75,10 +84,42 @@ class StoredJudgment:
     seconds: float | None
     created: float
     undone: bool = False
+    shown: tuple[int, ...] = ()
+    best_idx: int | None = None
+    worst_idx: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.shown:
+            object.__setattr__(self, "shown", (self.left_idx, self.right_idx))
+
+    @property
+    def screen(self) -> str:
+        """The screen type answered: "pair", "best-of-K" or "best-worst-K"."""
+        if not self.is_choice:
+            return "pair"
+        kind = "best-worst" if self.worst_idx is not None else "best-of"
+        return f"{kind}-{len(self.shown)}"
+
+    @property
+    def is_choice(self) -> bool:
+        """A multi-way screen's answer (best, or best and worst, of `shown`)."""
+        return self.result == CHOICE
+
+    def implied_pairs(self) -> list[tuple[int, int]]:
+        """(winner, loser) pairs the answer implies: one for a decisive pair, none for a
+        tie; for a multi-way screen the best over each other item shown, and each other
+        item over the worst."""
+        if self.is_choice:
+            assert self.best_idx is not None
+            return Choice(self.shown, self.best_idx, self.worst_idx).implied_pairs()
+        if self.winner is None or self.loser is None:
+            return []
+        return [(self.winner, self.loser)]
 
     @property
     def winner(self) -> int | None:
-        """The candidate chosen, or None for a tie or 'both bad'."""
+        """The candidate chosen on a pair, or None for a tie, 'both bad' or a multi-way
+        screen (see `implied_pairs`)."""
         if self.result == "left":
             return self.left_idx
         if self.result == "right":
@@ -102,6 +143,10 @@ class RankingStore:
         self.lock = threading.RLock()
         self.db = connect_wal(self.path, synchronous="FULL")  # a judgment survives power loss
         self.db.executescript(SCHEMA)
+        columns = {row["name"] for row in self.db.execute("PRAGMA table_info(judgments)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in columns:
+                self.db.execute(f"ALTER TABLE judgments ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -249,9 +294,11 @@ class RankingStore:
 
     def insert_judgment(self, db: sqlite3.Connection, judgment: dict[str, Any]) -> StoredJudgment:
         now = time.time()
+        shown = judgment.get("shown")
         cursor = db.execute(
             "INSERT INTO judgments (rater, prompt_idx, step, kind, left_idx, right_idx, result,"
-            " repeat_of, seconds, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " repeat_of, seconds, created, shown, best_idx, worst_idx)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 judgment["rater"],
                 judgment["prompt_idx"],
@@ -263,6 +310,9 @@ class RankingStore:
                 judgment["repeat_of"],
                 judgment["seconds"],
                 now,
+                json.dumps(list(shown)) if shown is not None else None,
+                judgment.get("best_idx"),
+                judgment.get("worst_idx"),
             ),
         )
         judgment_id = int(cursor.lastrowid or 0)
@@ -284,4 +334,7 @@ class RankingStore:
 
 def _judgment(row: sqlite3.Row) -> StoredJudgment:
     """A judgments row (its columns are StoredJudgment's fields)."""
-    return StoredJudgment(**{**dict(row), "undone": bool(row["undone"])})
+    fields = dict(row)
+    fields["undone"] = bool(fields["undone"])
+    fields["shown"] = tuple(json.loads(fields["shown"] or "[]"))
+    return StoredJudgment(**fields)
