@@ -45,6 +45,8 @@ def ratio(a: float, b: float) -> str:
 def training_settings(args: argparse.Namespace) -> FinetuneSettings:
     return FinetuneSettings(
         method=args.method,
+        objective=args.objective,
+        beta=args.beta,
         epochs=args.epochs,
         learning_rate=args.learning_rate,
         batch_size=args.train_batch_size,
@@ -76,13 +78,14 @@ def search_part(args: argparse.Namespace) -> None:
     loop.run()
     print(f"\nbin packing, {args.completions} completions per search, seed {args.seed}")
     print(
-        f"{'arm':<8}{'iter':>5}{'valid':>8}{'beat parent':>13}{'best':>10}{'QD':>10}"
-        f"{'tokens':>9}{'seconds':>9}"
+        f"{'arm':<8}{'iter':>5}{'valid':>8}{'near-copies':>13}{'beat parent':>13}{'best':>10}"
+        f"{'QD':>10}{'tokens':>9}{'seconds':>9}"
     )
     for step in sorted(loop.searches, key=lambda s: (s.iteration, s.arm)):
         m = step.metrics
         print(
-            f"{step.arm:<8}{step.iteration:>5}{m['valid_rate']:>8.1%}{m['improved_rate']:>13.1%}"
+            f"{step.arm:<8}{step.iteration:>5}{m['valid_rate']:>8.1%}"
+            f"{m.get('duplicate_rate', float('nan')):>13.1%}{m['improved_rate']:>13.1%}"
             f"{m['best_fitness']:>10.4g}{m['qd_score']:>10.4g}{m['tokens']:>9.0f}"
             f"{m['seconds']:>9.0f}"
         )
@@ -217,6 +220,13 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--method", choices=("lora", "full"), default="lora")
+    parser.add_argument(
+        "--objective",
+        choices=("sft", "dpo"),
+        default="sft",
+        help="search: dpo trains on preference pairs (valid child over failed or near-copy)",
+    )
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta")
     parser.add_argument("--learning-rate", type=float, help="default: the method's")
     parser.add_argument("--train-batch-size", type=int, default=8)
     parser.add_argument(

@@ -10,7 +10,14 @@ from safetensors.torch import load_file
 
 from openended import api
 from openended.apps import cli
-from openended.apps.training.finetune import FinetuneError, read_examples
+from openended.apps.training.finetune import (
+    Example,
+    FinetuneError,
+    FinetuneSettings,
+    Preference,
+    finetune,
+    read_examples,
+)
 from openended.config import ModelConfig
 from openended.lm.base import GenerationRequest
 from openended.lm.factory import build_language_model
@@ -129,3 +136,48 @@ def test_finetune_any_run_on_its_verified_children(
         [GenerationRequest(prompt=pairs[0]["prompt"], max_tokens=8, seed=1)]
     )
     assert result[0].generations[0].completion_tokens > 0
+
+
+def completion_margin(model_dir: Path, preference: Preference) -> float:
+    """log p(chosen | prompt) - log p(rejected | prompt) under the model in `model_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+    def logprob(completion: str) -> float:
+        prompt = tokenizer(preference.prompt)["input_ids"]
+        ids = torch.tensor([prompt + tokenizer(completion)["input_ids"]])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1].log_softmax(-1)
+        targets = ids[0, 1:]
+        picked = logits[torch.arange(len(targets)), targets]
+        return float(picked[len(prompt) - 1 :].sum())
+
+    return logprob(preference.chosen) - logprob(preference.rejected)
+
+
+@pytest.mark.slow
+def test_dpo_raises_the_chosen_over_the_rejected(tmp_path: Path, embedded_model_dir: Path) -> None:
+    """Two DPO steps (LoRA, merged) on preference pairs move the model towards the chosen
+    completions and away from the rejected ones, relative to the base model."""
+    preferences = [
+        Preference("def area(r):\n", "    return 3.14159 * r * r\n", "    return area(r)\n"),
+        Preference("def double(x):\n", "    return 2 * x\n", "    return double(x)\n"),
+    ]
+    result = finetune(
+        embedded_model_dir,
+        preferences,
+        tmp_path / "dpo",
+        FinetuneSettings(
+            objective="dpo", epochs=2, batch_size=2, learning_rate=1e-3, convert=False
+        ),
+    )
+    assert result.steps == 2 and result.examples == 2
+    for preference in preferences:
+        before = completion_margin(embedded_model_dir, preference)
+        assert completion_margin(result.model_dir, preference) > before
+    with pytest.raises(FinetuneError, match="objective dpo trains on Preference pairs"):
+        finetune(embedded_model_dir, [Example("a", "b")], tmp_path / "x",
+                 FinetuneSettings(objective="dpo"))  # fmt: skip

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from openended.apps import cli
-from openended.apps.training.finetune import read_examples
-from openended.apps.training.pairs import TooFewPairsError, select_pairs
+from openended.apps.training.finetune import read_examples, read_preferences
+from openended.apps.training.pairs import TooFewPairsError, select_pairs, select_preferences
 from openended.store.run_store import BatchMetrics, CandidateRecord, RunStore
 
 
@@ -109,3 +109,62 @@ def test_exported_pairs_read_back_as_training_data(run_dir: Path, tmp_path: Path
 def test_a_folder_without_a_run_is_named(tmp_path: Path) -> None:
     code = cli.main(["finetune", str(tmp_path), "--export", str(tmp_path / "p.jsonl")])
     assert code == 2 and not (tmp_path / "p.jsonl").exists()
+
+
+def shared_prompt_child(
+    id: int, prompt: str, status: str, genome: str, fitness: float | None = None
+) -> CandidateRecord:
+    return CandidateRecord(
+        id=id, batch=1, operator="mutation", parents=(1,), status=status, genome=genome,
+        prompt=prompt, completion=f" completion of {id}", fitness=fitness,
+        descriptors=(1.0, 1.0) if fitness is not None else None,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def shared_prompts_run(tmp_path: Path) -> Path:
+    """Prompt P1 gave valid 2, invalid 3 and duplicate 4; P2 only valid 5; P3 only a parse
+    error 6; P4 valid 7 (2's genome respaced) and a diff that did not apply, 8."""
+    path = tmp_path / "run"
+    seed = CandidateRecord(
+        id=1, batch=0, operator="seed", parents=(), status="valid", genome="x", fitness=-1.0,
+        descriptors=(0.0, 0.0), added=True,
+    )  # fmt: skip
+    children = [
+        shared_prompt_child(2, "P1", "valid", "x + 1", -0.5),
+        shared_prompt_child(3, "P1", "invalid", "x / 0"),
+        shared_prompt_child(4, "P1", "duplicate", "x"),
+        shared_prompt_child(5, "P2", "valid", "x * 2", -0.7),
+        shared_prompt_child(6, "P3", "parse_error", "x +"),
+        shared_prompt_child(7, "P4", "valid", "x+1", -0.5),
+        shared_prompt_child(8, "P4", "search_not_found", "x"),
+    ]
+    with RunStore(path, create=True) as store:
+        for batch, records in enumerate(([seed], children)):
+            store.record_batch(
+                records, BatchMetrics(batch, 1, 0, 0, 0.0, 1, 0.1, 1.0, -1.0, 1.0, 1.0, None)
+            )
+    return path
+
+
+def test_preferences_put_a_valid_child_over_a_failed_one_of_the_same_prompt(
+    shared_prompts_run: Path, tmp_path: Path
+) -> None:
+    selection = select_preferences(shared_prompts_run)
+    pairs = [(p.prompt, p.chosen, p.rejected) for p in selection.preferences]
+    # P1 only: P2 and P3 lack a rejected or a chosen child; P4's valid child is 2's genome.
+    assert pairs == [
+        ("P1", " completion of 2", " completion of 3"),
+        ("P1", " completion of 2", " completion of 4"),
+    ]
+    assert selection.counts["rejected (duplicate)"] == 1
+    assert len(select_preferences(shared_prompts_run, max_per_prompt=1).preferences) == 1
+    with pytest.raises(TooFewPairsError, match=r"2 preference pairs .*minimum of 3"):
+        select_preferences(shared_prompts_run, min_pairs=3)
+    path = tmp_path / "preferences.jsonl"
+    code = cli.main(
+        ["finetune", str(shared_prompts_run), "--objective", "dpo", "--min-pairs", "1",
+         "--export", str(path)]
+    )  # fmt: skip
+    assert code == 0
+    assert [(p.prompt, p.chosen, p.rejected) for p in read_preferences(path)] == pairs

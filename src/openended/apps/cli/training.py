@@ -17,15 +17,34 @@ if TYPE_CHECKING:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from openended.apps.training.finetune import FinetuneSettings, finetune, read_examples
-    from openended.apps.training.pairs import select_pairs, write_pairs
+    from openended.apps.training.finetune import finetune, read_examples, read_preferences
+    from openended.apps.training.pairs import (
+        select_pairs,
+        select_preferences,
+        write_pairs,
+        write_preferences,
+    )
 
     selection = None
+    dpo = args.objective == "dpo"
     if args.data is not None:
-        examples = read_examples(args.data)
+        examples = read_preferences(args.data) if dpo else read_examples(args.data)
         out = args.out or args.data.with_suffix("") / "finetuned"
     elif args.run_dir is None:
         raise ConfigError("give RUN_DIR (a run directory) or --data FILE.jsonl")
+    elif dpo:
+        if args.pairs == "solutions":
+            raise ConfigError("--objective dpo trains on preference pairs: drop --pairs solutions")
+        preferred = select_preferences(
+            args.run_dir, max_per_prompt=args.max_per_parent, min_pairs=args.min_pairs
+        )
+        examples = preferred.preferences
+        out = args.out or args.run_dir / "finetuned"
+        console.print(f"{args.run_dir}: {preferred.summary()}")
+        if args.export is not None:
+            write_preferences(args.export, preferred.preferences)
+            print(args.export)
+            return 0
     elif args.pairs == "solutions":
         from openended.apps.training.puzzle_data import examples_from_sources, sources_from_run
 
@@ -49,14 +68,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             print(args.export)
             return 0
     base = embedded.resolve_model(args.model)
-    settings = FinetuneSettings(
-        method=args.method,
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
+    settings = _finetune_settings(args, learning_rate=args.lr, batch_size=args.batch_size)
+    settings.seed = args.seed
+    console.print(
+        f"fine-tuning {args.model} on {len(examples)} examples ({args.method}, {args.objective})"
     )
-    console.print(f"fine-tuning {args.model} on {len(examples)} examples ({args.method})")
     result = finetune(base, examples, out, settings, progress=lambda line: console.print(line))
     if selection is not None:  # what the model learnt from, beside it
         write_pairs(Path(out) / "training_pairs.jsonl", selection.examples, selection.ids)
@@ -68,6 +84,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_improve(args: argparse.Namespace) -> int:
     from openended.apps.training.generate_loop import ImproveLoop, ImproveSettings
 
+    if args.objective == "dpo" and (args.solve is not None or args.puzzles is not None):
+        raise ConfigError(
+            "--objective dpo is for the search loop (--config): the puzzle loops train on "
+            "verified solutions and puzzles, which have no rejected counterpart"
+        )
     if args.solve is not None:
         return _improve_solve(args)
     if args.puzzles is None:
@@ -97,10 +118,16 @@ def _print_steps(steps: Iterable[Any], figures: Callable[[Any], Mapping[str, flo
         print(json.dumps({"arm": step.arm, "iteration": step.iteration, **figures(step)}))
 
 
-def _finetune_settings(args: argparse.Namespace) -> FinetuneSettings:
+def _finetune_settings(args: argparse.Namespace, **more: Any) -> FinetuneSettings:
     from openended.apps.training.finetune import FinetuneSettings
 
-    return FinetuneSettings(method=args.method, epochs=args.epochs)
+    return FinetuneSettings(
+        method=args.method,
+        epochs=args.epochs,
+        objective=getattr(args, "objective", "sft"),
+        beta=getattr(args, "beta", 0.1),
+        **more,
+    )
 
 
 def _improve_solve(args: argparse.Namespace) -> int:
@@ -147,6 +174,23 @@ def _improve_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _objective_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--objective",
+        choices=["sft", "dpo"],
+        default="sft",
+        help="sft: imitate the kept children; dpo: prefer each prompt's valid children over "
+        "its failed ones and near-copies (preference pairs; --data reads TRL's "
+        "prompt/chosen/rejected JSONL, e.g. `openended rank --export`)",
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=0.1,
+        help="DPO: how far from the base model (smaller: further)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `openended` parser."""
     tune = sub.add_parser(
@@ -179,9 +223,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--out", type=Path, help="output model folder (default RUN_DIR/finetuned)")
     tune.add_argument("--method", choices=["lora", "full"], default="lora")
     tune.add_argument("--epochs", type=float, default=2.0)
-    tune.add_argument("--lr", type=float, help="default 2e-4 (LoRA) or 3e-5 (full)")
+    tune.add_argument(
+        "--lr", type=float, help="default 2e-4 (LoRA) or 3e-5 (full); DPO 5e-5 or 5e-6"
+    )
     tune.add_argument("--batch-size", type=int, default=8)
     tune.add_argument("--seed", type=int, default=0)
+    _objective_flags(tune)
     tune.set_defaults(func=cmd_finetune)
 
     improve = sub.add_parser(
@@ -237,5 +284,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     improve.add_argument("--with-seeds", action="store_true", help="also train on seed puzzles")
     improve.add_argument("--method", choices=["lora", "full"], default="lora")
     improve.add_argument("--epochs", type=float, default=2.0)
+    _objective_flags(improve)
     improve.add_argument("--seed", type=int, help="the search's seed (--puzzles: default 0)")
     improve.set_defaults(func=cmd_improve)

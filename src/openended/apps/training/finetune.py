@@ -1,6 +1,9 @@
-"""Supervised fine-tuning on verified data with TRL's `SFTTrainer`, optionally with PEFT
-LoRA adapters (Hu et al. 2021, arXiv 2106.09685) merged into the weights afterwards, so
-that the result is a plain model folder that ``--model`` accepts. Sized for CPUs."""
+"""Fine-tuning on verified data, sized for CPUs: supervised (TRL's `SFTTrainer`, loss on
+the completion) or by preference (TRL's `DPOTrainer`: direct preference optimisation,
+Rafailov et al. 2023, arXiv 2305.18290 — raise the likelihood of a chosen completion over
+a rejected one for the same prompt, relative to the base model). Either optionally with
+PEFT LoRA adapters (Hu et al. 2021, arXiv 2106.09685) merged into the weights afterwards,
+so that the result is a plain model folder that ``--model`` accepts."""
 
 from __future__ import annotations
 
@@ -26,12 +29,24 @@ class Example:
     completion: str
 
 
+@dataclass(frozen=True)
+class Preference:
+    """One preference pair: for `prompt`, `chosen` is the better completion."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+
+
 @dataclass
 class FinetuneSettings:
     """How to train. LoRA by default; ``method="full"`` trains every weight (fine for
-    the 135M embedded model)."""
+    the 135M embedded model). ``objective="dpo"`` trains on `Preference` pairs."""
 
     method: Literal["lora", "full"] = "lora"
+    objective: Literal["sft", "dpo"] = "sft"
+    beta: float = 0.1
+    """DPO: how far the model may move from the base (larger: less far)."""
     epochs: float = 2.0
     learning_rate: float | None = None
     """Default: 2e-4 for LoRA, 3e-5 for full fine-tuning."""
@@ -47,6 +62,8 @@ class FinetuneSettings:
     def lr(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
+        if self.objective == "dpo":
+            return 5e-5 if self.method == "lora" else 5e-6
         return 2e-4 if self.method == "lora" else 3e-5
 
 
@@ -73,26 +90,20 @@ class FinetuneError(UserError, ValueError):
 
 def finetune(
     base_model: str | Path,
-    examples: Sequence[Example],
+    examples: Sequence[Example] | Sequence[Preference],
     out_dir: str | Path,
     settings: FinetuneSettings | None = None,
     *,
     progress: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune `base_model` (a model folder, or ``"embedded"``) on `examples`; write the
-    merged model and its tokenizer to `out_dir` with a ``openended_finetune.json`` record."""
+    """Fine-tune `base_model` (a model folder, or ``"embedded"``) on `examples` (`Example`
+    pairs, or `Preference` pairs with ``objective="dpo"``); write the merged model and its
+    tokenizer to `out_dir` with a ``openended_finetune.json`` record."""
     import datasets
     import torch
     from datasets import Dataset
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        PrinterCallback,
-        TrainerCallback,
-    )
+    from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
-    from trl import SFTConfig, SFTTrainer
 
     settings = settings or FinetuneSettings()
     if str(base_model) == "embedded":
@@ -101,6 +112,9 @@ def finetune(
         base_model = resolve_model("embedded")
     if not examples:
         raise FinetuneError("no training examples (the run has no verified data to learn from)")
+    wanted = Preference if settings.objective == "dpo" else Example
+    if not all(isinstance(e, wanted) for e in examples):
+        raise FinetuneError(f"objective {settings.objective} trains on {wanted.__name__} pairs")
     hf_logging.set_verbosity_error()
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
@@ -108,20 +122,8 @@ def finetune(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     torch.manual_seed(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    config = AutoConfig.from_pretrained(base_model)
-    if getattr(config, "quantization_config", None) is not None:
-        method = dict(config.quantization_config).get("quant_method")
-        if method != "gguf":
-            raise FinetuneError(f"{base_model} is quantised ({method}); give a float model")
-        # a GGUF model converted by an older openended: the weights are already float32
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_pretrained(base_model, config=config, dtype=torch.float32)
-    dataset = Dataset.from_list(
-        [{"prompt": e.prompt, "completion": e.completion} for e in examples]
-    )
+    model, tokenizer = _load(base_model)
+    dataset = Dataset.from_list([asdict(e) for e in examples])  # type: ignore[arg-type]
     peft_config = None
     if settings.method == "lora":
         from peft import LoraConfig
@@ -142,35 +144,48 @@ def finetune(
                 if progress is not None:
                     progress(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}")
 
+    common = {
+        "output_dir": str(out / "trainer"),
+        "num_train_epochs": settings.epochs,
+        "per_device_train_batch_size": settings.batch_size,
+        "learning_rate": settings.lr,
+        "lr_scheduler_type": "constant",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "max_length": settings.max_length,
+        "use_cpu": not torch.cuda.is_available(),
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "gradient_checkpointing": False,
+        "log_level": "error",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers' renamed options
-        args = SFTConfig(
-            output_dir=str(out / "trainer"),
-            num_train_epochs=settings.epochs,
-            per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.lr,
-            lr_scheduler_type="constant",
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            seed=settings.seed,
-            data_seed=settings.seed,
-            max_length=settings.max_length,
-            completion_only_loss=True,
-            use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            gradient_checkpointing=False,
-            log_level="error",
-        )
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[Report()],
-        )
+        if settings.objective == "dpo":
+            from trl import DPOConfig, DPOTrainer
+
+            trainer = DPOTrainer(
+                model=model,
+                args=DPOConfig(**common, beta=settings.beta),
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                callbacks=[Report()],
+            )
+        else:
+            from trl import SFTConfig, SFTTrainer
+
+            trainer = SFTTrainer(
+                model=model,
+                args=SFTConfig(**common, completion_only_loss=True),
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                callbacks=[Report()],
+            )
     trainer.remove_callback(PrinterCallback)  # progress goes through `progress`
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -196,17 +211,46 @@ def finetune(
     return result
 
 
+def _load(base_model: str | Path) -> tuple[Any, Any]:
+    """The model in float32 (a GGUF-converted one too) and its tokenizer, with a pad token."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = AutoConfig.from_pretrained(base_model)
+    if getattr(config, "quantization_config", None) is not None:
+        method = dict(config.quantization_config).get("quant_method")
+        if method != "gguf":
+            raise FinetuneError(f"{base_model} is quantised ({method}); give a float model")
+        # a GGUF model converted by an older openended: the weights are already float32
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_pretrained(base_model, config=config, dtype=torch.float32)
+    return model, tokenizer
+
+
 def read_examples(path: str | Path) -> list[Example]:
     """Examples from a JSONL file of ``{"prompt": ..., "completion": ...}`` objects."""
-    examples = []
+    return [Example(**row) for row in _read_rows(path, ("prompt", "completion"))]
+
+
+def read_preferences(path: str | Path) -> list[Preference]:
+    """Preference pairs from JSONL in TRL's format, ``{"prompt", "chosen", "rejected"}``
+    (other keys, like those of ``openended rank --export``, are ignored)."""
+    return [Preference(**row) for row in _read_rows(path, ("prompt", "chosen", "rejected"))]
+
+
+def _read_rows(path: str | Path, keys: tuple[str, ...]) -> list[dict[str, str]]:
+    rows = []
     for number, row in read_jsonl(path, FinetuneError):
         if not isinstance(row, dict):
             raise FinetuneError(f"{path}: line {number}: expected an object")
-        for key in ("prompt", "completion"):
+        for key in keys:
             if not isinstance(row.get(key), str):
                 raise FinetuneError(f"{path}: line {number}: key {key!r} missing or not a string")
-        examples.append(Example(row["prompt"], row["completion"]))
-    return examples
+        rows.append({key: row[key] for key in keys})
+    return rows
 
 
 def _remove_tree(path: Path) -> None:

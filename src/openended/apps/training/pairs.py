@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from openended.apps.training.finetune import Example, FinetuneError
+from openended.apps.training.finetune import Example, FinetuneError, Preference
 from openended.domains.program.domain import normalised_ast
 from openended.store.run_store import CandidateRecord, RunStore, best_parent, valid_fitness
 
@@ -113,6 +113,74 @@ def select_pairs(
     return selection
 
 
+REJECTED_STATUSES = ("invalid", "parse_error", "search_not_found", "duplicate")
+"""Children that a preference pair may reject: evaluated and rejected, unparsable, a diff
+that does not apply, or a near-copy of a program already in the run (teaching the model
+away from copying: the collapse a supervised fine-tune on few successes falls into)."""
+
+
+@dataclass
+class PreferenceSelection:
+    """Preference pairs chosen from a run, and counts of what went into them."""
+
+    preferences: list[Preference]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{key} {value}" for key, value in self.counts.items())
+        return f"{len(self.preferences)} preference pairs ({parts})"
+
+
+def select_preferences(
+    run_dir: str | Path, *, max_per_prompt: int = 4, min_pairs: int = 1
+) -> PreferenceSelection:
+    """Preference pairs for DPO from the run in `run_dir`: for each prompt the model was
+    given (the operator's real prompt), a valid new child is chosen over a child of the
+    same prompt that failed (`REJECTED_STATUSES`). Valid children are deduplicated by
+    normalised genome across the run; each prompt gives at most `max_per_prompt` pairs,
+    cycling through its chosen and rejected children. Raises `TooFewPairsError` when
+    fewer than `min_pairs` remain."""
+    if max_per_prompt < 1:
+        raise FinetuneError(f"max_per_prompt must be at least 1, got {max_per_prompt}")
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.sqlite").exists():
+        raise FinetuneError(f"{run_dir}: not a run directory (no run.sqlite)")
+    with RunStore(run_dir) as store:
+        records = list(store.candidates())
+    counts: Counter[str] = Counter(candidates=len(records))
+    by_prompt: dict[str, tuple[list[str], list[str]]] = {}
+    seen: set[str] = set()
+    for record in records:
+        if not record.parents or not record.prompt or not record.completion:
+            continue
+        chosen, rejected = by_prompt.setdefault(record.prompt, ([], []))
+        if record.status == "valid":
+            key = normalised_genome(record.genome or "")
+            if key in seen:
+                continue
+            seen.add(key)
+            counts["valid children"] += 1
+            chosen.append(record.completion)
+        elif record.status in REJECTED_STATUSES:
+            counts[f"rejected ({record.status})"] += 1
+            rejected.append(record.completion)
+    preferences = []
+    for prompt, (chosen, rejected) in by_prompt.items():
+        if not chosen or not rejected:
+            continue
+        counts["prompts with both"] += 1
+        for k in range(min(max_per_prompt, max(len(chosen), len(rejected)))):
+            preferences.append(
+                Preference(prompt, chosen[k % len(chosen)], rejected[k % len(rejected)])
+            )
+    selection = PreferenceSelection(preferences, dict(counts))
+    if len(preferences) < min_pairs:
+        raise TooFewPairsError(
+            f"{run_dir}: {selection.summary()}: fewer than the minimum of {min_pairs}"
+        )
+    return selection
+
+
 def normalised_genome(genome: str) -> str:
     """A genome's identity for deduplication: Python (programs, formulas, puzzles) by its
     normalised syntax tree; other text by its words, case-folded."""
@@ -127,3 +195,9 @@ def write_pairs(path: str | Path, examples: Sequence[Example], sources: Sequence
         for e, source in zip(examples, sources, strict=True)
     ]
     Path(path).write_text("".join(line + "\n" for line in lines))
+
+
+def write_preferences(path: str | Path, preferences: Sequence[Preference]) -> None:
+    """Preference pairs as JSONL in TRL's format (``prompt``, ``chosen``, ``rejected``)."""
+    rows = [json.dumps(asdict(p)) for p in preferences]
+    Path(path).write_text("".join(row + "\n" for row in rows))

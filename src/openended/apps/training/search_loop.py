@@ -30,10 +30,17 @@ from openended.apps.training.finetune import (
     Example,
     FinetuneResult,
     FinetuneSettings,
+    Preference,
     finetune,
 )
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
-from openended.apps.training.pairs import Selection, select_pairs, write_pairs
+from openended.apps.training.pairs import (
+    Selection,
+    select_pairs,
+    select_preferences,
+    write_pairs,
+    write_preferences,
+)
 from openended.config import Config, load_config
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
@@ -43,6 +50,7 @@ from openended.store.run_store import RunStore, best_parent, valid_fitness
 ARMS = ("tuned", "control")
 METRICS = (
     "valid_rate",
+    "duplicate_rate",
     "improved_rate",
     "best_fitness",
     "qd_score",
@@ -50,8 +58,9 @@ METRICS = (
     "tokens",
     "seconds",
 )
-"""Per search: valid children / children; children that beat their best parent /
-children; the best fitness; QD-score and coverage of the archive; LM tokens; wall time."""
+"""Per search: valid children / children; near-copies of a program already in the run
+(not evaluated again) / children; children that beat their best parent / children; the
+best fitness; QD-score and coverage of the archive; LM tokens; wall time."""
 
 
 Trainer = Callable[..., FinetuneResult]
@@ -237,19 +246,26 @@ class SearchImproveLoop:
         return load_config(data)
 
     def _train(self, iteration: int, model: str) -> TrainStep:
-        """M_{i+1}: the base model fine-tuned on the pairs of the tuned arm's runs 1..i."""
+        """M_{i+1}: the base model fine-tuned on the pairs of the tuned arm's runs 1..i
+        (prompt -> completion pairs; or, with the DPO objective, preference pairs)."""
         s = self.settings
         folder = self.out / "tuned" / f"model{iteration + 1}"
-        examples: list[Example] = []
+        examples: list[Example] | list[Preference] = []
         sources: list[str] = []
         for step in self._tuned_runs(iteration):
+            if s.finetune.objective == "dpo":
+                preferred = select_preferences(
+                    self.out / step.run_dir, max_per_prompt=s.max_per_parent, min_pairs=0
+                )
+                examples += preferred.preferences  # type: ignore[arg-type]
+                continue
             found = select_pairs(
                 self.out / step.run_dir,
                 select=s.select,
                 max_per_parent=s.max_per_parent,
                 min_pairs=0,
             )
-            examples += found.examples
+            examples += found.examples  # type: ignore[arg-type]
             sources += [f"{step.run_dir}:{i}" for i in found.ids]
         if len(examples) < s.min_pairs:
             note = f"(fewer than {s.min_pairs} pairs: the model is not changed)"
@@ -264,7 +280,10 @@ class SearchImproveLoop:
                 s.finetune,
                 progress=lambda line: self.log(f"[train {iteration}] {line}"),
             )
-            write_pairs(folder / "training_pairs.jsonl", examples, sources)
+            if s.finetune.objective == "dpo":
+                write_preferences(folder / "training_preferences.jsonl", examples)  # type: ignore[arg-type]
+            else:
+                write_pairs(folder / "training_pairs.jsonl", examples, sources)  # type: ignore[arg-type]
         seconds = round(time.perf_counter() - start, 1)
         return self._record(TrainStep(iteration, str(folder), len(examples), seconds))
 
@@ -287,7 +306,9 @@ class SearchImproveLoop:
             fig, ax = plt.subplots(figsize=(5, 3.5))
             for arm in ARMS:
                 points = sorted(
-                    (s.iteration, s.metrics[metric]) for s in self.searches if s.arm == arm
+                    (s.iteration, s.metrics.get(metric, math.nan))
+                    for s in self.searches
+                    if s.arm == arm
                 )
                 if points:
                     ax.plot(*zip(*points, strict=True), marker="o", label=arm)
@@ -321,6 +342,7 @@ def search_metrics(run_dir: Path) -> dict[str, Any]:
         "valid_children": len(valid),
         "metrics": {
             "valid_rate": len(valid) / count,
+            "duplicate_rate": sum(r.status == "duplicate" for r in children) / count,
             "improved_rate": improved / count,
             "best_fitness": float(best) if best is not None else math.nan,
             "qd_score": float(last.qd_score) if last else 0.0,
