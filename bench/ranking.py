@@ -16,7 +16,10 @@ after the screens that fit in the first 200 views). Rows:
   bracket, then Bradley-Terry top-up among 8 contenders (choix EP);
 - ``pair`` / ``best-of-4`` / ``best-worst-4``: every item once, then the leader against
   Thompson-sampled challengers under the Plackett-Luce posterior (`ChoiceScheduler`);
-- ``... stop at 0.9``: the app's default, stopping once P(leader is best) >= 0.9.
+- ``... stop at 0.9``: the app's default, stopping once P(leader is best) >= 0.9;
+- (with ``--methods``) ``..., bracket first``: a K-way knockout (the best of each screen
+  goes on) instead of the single first pass, then the same Thompson top-up; and
+  ``best-worst-3`` / ``-5`` / ``-6``.
 """
 
 from __future__ import annotations
@@ -50,10 +53,18 @@ def pick(quality: np.ndarray, shown: Sequence[int], worst: bool, rng) -> Choice:
     return Choice(tuple(int(i) for i in shown), best, bad)
 
 
-def run_choice(spec: str, threshold: float) -> Callable[[np.ndarray, int, Any], dict]:
+def run_choice(
+    spec: str, threshold: float, bracket: bool = False, narrow: float | None = None
+) -> Callable[[np.ndarray, int, Any], dict]:
     def run(quality: np.ndarray, seed: int, rng) -> dict:
         scheduler = ChoiceScheduler(
-            len(quality), parse_screen(spec), budget=VIEWS, threshold=threshold, seed=seed
+            len(quality),
+            parse_screen(spec),
+            budget=VIEWS,
+            threshold=threshold,
+            seed=seed,
+            bracket=bracket,
+            narrow=narrow,
         )
         history: list[Choice] = []
         while (shown := scheduler.next_set(history)) is not None:
@@ -99,6 +110,14 @@ METHODS: dict[str, Callable[[np.ndarray, int, Any], dict]] = {
     "best-of-4": run_choice("best-of-4", 1.0),
     "best-worst-4": run_choice("best-worst-4", 1.0),
     "best-worst-4, stop at 0.9": run_choice("best-worst-4", 0.9),
+    "pair, bracket first": run_choice("pair", 1.0, bracket=True),
+    "best-of-4, bracket first": run_choice("best-of-4", 1.0, bracket=True),
+    "best-worst-4, bracket first": run_choice("best-worst-4", 1.0, bracket=True),
+    **{f"best-worst-{k}": run_choice(f"best-worst-{k}", 1.0) for k in (3, 5, 6)},
+    **{
+        f"best-worst-4, pairs at {level}": run_choice("best-worst-4", 1.0, narrow=level)
+        for level in (0.7, 0.85)
+    },
 }
 
 
@@ -120,11 +139,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=sorted(METHODS),
+        default=list(METHODS)[:5],
+        help="default: today's pairs and the pair / best-of-4 / best-worst-4 screens",
+    )
+    parser.add_argument("--spreads", nargs="+", type=float, default=[1.0, 2.0])
     args = parser.parse_args()
     jobs = [
         (name, spread, index, args.n)
-        for spread in (1.0, 2.0)
+        for spread in args.spreads
         for name in args.methods
         for index in range(args.trials)
     ]

@@ -144,3 +144,39 @@ def test_it_stops_when_the_leader_is_clear_or_the_views_are_spent() -> None:
     assert clear.leader(history)[1] >= 0.9 and clear.views(history) < 1000
     tight = ChoiceScheduler(32, parse_screen("best-of-4"), budget=40, threshold=1.0, seed=0)
     assert tight.views(run(tight, quality)) <= 40
+
+
+def test_bracket_first_is_a_k_way_knockout_then_thompson() -> None:
+    """With `bracket=True` the first screens are a knockout of K-way screens (64 items, best
+    of 4: 16 + 4 + 1 screens), each round of the winners of the last; pairs make the
+    classic 63-match bracket."""
+    quality = np.random.default_rng(2).permutation(64).astype(float)
+    for spec, rounds in (("best-of-4", (16, 4, 1)), ("pair", (32, 16, 8, 4, 2, 1))):
+        scheduler = ChoiceScheduler(64, parse_screen(spec), budget=400, threshold=1.0, seed=3,
+                                    bracket=True)  # fmt: skip
+        history = run(scheduler, quality)
+        _, bracket_screens = scheduler._bracket_due(history)
+        assert bracket_screens == sum(rounds)
+        start = 0
+        for size in rounds[:-1]:  # every round is made of the winners of the one before
+            winners = {c.best for c in history[start : start + size]}
+            start += size
+            nxt = history[start : start + max(1, size // scheduler.k)]
+            assert winners == set().union(*(c.shown for c in nxt)) & winners
+        assert history[bracket_screens - 1].best == int(np.argmax(quality))
+        assert scheduler.leader(history)[0] == int(np.argmax(quality))
+
+
+def test_narrow_compares_the_leader_and_its_challenger_as_a_pair() -> None:
+    quality = np.arange(24, dtype=float)
+    scheduler = ChoiceScheduler(24, parse_screen("best-worst-4"), budget=200, threshold=1.0,
+                                seed=0, narrow=0.5)  # fmt: skip
+    history: list[Choice] = []
+    while (shown := scheduler.next_set(history)) is not None:
+        history.append(noiseless(quality, shown, worst=len(shown) > 2))
+    pairs = [c.shown for c in history if len(c.shown) == 2]
+    # once two items hold half of P(best), only they are shown: in the end the best (23,
+    # which a noiseless rater always picks) and its likeliest challenger
+    assert len(pairs) > len(history) / 2
+    assert all(len(c.shown) == 2 and 23 in c.shown for c in history[-10:])
+    assert scheduler.leader(history)[0] == 23

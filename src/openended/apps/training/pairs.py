@@ -44,8 +44,7 @@ class PairSelection:
     counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        parts = ", ".join(f"{key} {value}" for key, value in self.counts.items())
-        return f"{len(self.examples)} pairs ({parts})"
+        return _summary(len(self.examples), "pairs", self.counts)
 
 
 def select_pairs(
@@ -63,10 +62,7 @@ def select_pairs(
     if max_per_parent < 1:
         raise FinetuneError(f"max_per_parent must be at least 1, got {max_per_parent}")
     run_dir = Path(run_dir)
-    if not (run_dir / "run.sqlite").exists():
-        raise FinetuneError(f"{run_dir}: not a run directory (no run.sqlite)")
-    with RunStore(run_dir) as store:
-        records = list(store.candidates())
+    records = _run_records(run_dir)
     fitness = valid_fitness(records)
     counts: Counter[str] = Counter(candidates=len(records))
     chosen: list[tuple[float, int, CandidateRecord]] = []  # (gain, best parent, child)
@@ -127,8 +123,7 @@ class PreferenceSelection:
     counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        parts = ", ".join(f"{key} {value}" for key, value in self.counts.items())
-        return f"{len(self.preferences)} preference pairs ({parts})"
+        return _summary(len(self.preferences), "preference pairs", self.counts)
 
 
 def select_preferences(
@@ -143,10 +138,7 @@ def select_preferences(
     if max_per_prompt < 1:
         raise FinetuneError(f"max_per_prompt must be at least 1, got {max_per_prompt}")
     run_dir = Path(run_dir)
-    if not (run_dir / "run.sqlite").exists():
-        raise FinetuneError(f"{run_dir}: not a run directory (no run.sqlite)")
-    with RunStore(run_dir) as store:
-        records = list(store.candidates())
+    records = _run_records(run_dir)
     counts: Counter[str] = Counter(candidates=len(records))
     by_prompt: dict[str, tuple[list[str], list[str]]] = {}
     seen: set[str] = set()
@@ -179,6 +171,18 @@ def select_preferences(
             f"{run_dir}: {selection.summary()}: fewer than the minimum of {min_pairs}"
         )
     return selection
+
+
+def _run_records(run_dir: Path) -> list[CandidateRecord]:
+    if not (run_dir / "run.sqlite").exists():
+        raise FinetuneError(f"{run_dir}: not a run directory (no run.sqlite)")
+    with RunStore(run_dir) as store:
+        return list(store.candidates())
+
+
+def _summary(count: int, noun: str, counts: dict[str, int]) -> str:
+    parts = ", ".join(f"{key} {value}" for key, value in counts.items())
+    return f"{count} {noun} ({parts})"
 
 
 def normalised_genome(genome: str) -> str:
