@@ -34,9 +34,12 @@ import numpy as np
 
 from openended.apps.ranking.schedule import p_best
 
-SCREEN_KINDS = ("pair", "best-of", "best-worst")
 SCREEN_PATTERN = re.compile(r"(pair)|(best-of|best-worst)-(\d+)")
 MIN_K, MAX_K = 3, 6
+PRIOR = 0.25
+"""Precision of the Normal prior on each score (sd 2): the scores of a few dozen outputs
+spread over several units; it found the best more often than 0.5 or 1 at both spreads
+that ``bench/ranking.py`` simulates. The scheduler and the session's scores share it."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +99,15 @@ class Choice:
         return pairs
 
 
-def _log_softmax_terms(theta: np.ndarray, sets: np.ndarray, picked: np.ndarray, sign: float):
-    """Log-likelihood, gradient and Hessian (negated) of picking `picked[r]` from each row
-    of `sets` with probabilities softmax(sign * theta[set])."""
+def _softmax_terms(
+    theta: np.ndarray, sets: np.ndarray, picked: np.ndarray, sign: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and negated Hessian of the log-likelihood of picking `picked[r]` from each
+    row of `sets` with probabilities softmax(sign * theta[set])."""
     values = sign * theta[sets]  # (m, K)
-    values -= values.max(axis=1, keepdims=True)
-    weights = np.exp(values)
+    weights = np.exp(values - values.max(axis=1, keepdims=True))
     p = weights / weights.sum(axis=1, keepdims=True)
     chosen = sets == picked[:, None]
-    loglik = float(np.sum(values[chosen]) - np.sum(np.log(weights.sum(axis=1))))
     n = theta.shape[0]
     gradient = np.zeros(n)
     np.add.at(gradient, sets, sign * (chosen - p))
@@ -114,7 +117,7 @@ def _log_softmax_terms(theta: np.ndarray, sets: np.ndarray, picked: np.ndarray, 
     idx = np.arange(sets.shape[1])
     block[:, idx, idx] += p
     np.add.at(curvature, (sets[:, :, None], sets[:, None, :]), block)
-    return loglik, gradient, curvature
+    return gradient, curvature
 
 
 def _grouped(choices: Sequence[Choice]) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -139,7 +142,7 @@ def _grouped(choices: Sequence[Choice]) -> list[tuple[np.ndarray, np.ndarray, fl
 
 
 def pl_posterior(
-    n: int, choices: Sequence[Choice], *, prior: float = 0.5, iterations: int = 50
+    n: int, choices: Sequence[Choice], *, prior: float = PRIOR, iterations: int = 50
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the Plackett-Luce scores under a Normal(0, 1/prior) prior
     on each score (Laplace approximation at the maximum a posteriori)."""
@@ -152,7 +155,7 @@ def pl_posterior(
         gradient = -prior * theta
         precision = np.eye(n) * prior
         for sets, picked, sign in groups:
-            _, g, h = _log_softmax_terms(theta, sets, picked, sign)
+            g, h = _softmax_terms(theta, sets, picked, sign)
             gradient += g
             precision += h
         step = np.linalg.solve(precision, gradient)
@@ -172,9 +175,7 @@ class ChoiceScheduler:
         budget: most item views (items shown, summed over screens).
         threshold: stop when P(leader is the best) reaches this.
         seed: the coverage order and the Thompson draws.
-        prior: precision of the Normal prior on each score; the default (sd 2) lets the
-            scores of a few dozen outputs spread over several units, and found the best
-            more often than 0.5 or 1 at both spreads the benchmark simulates.
+        prior: precision of the Normal prior on each score (`PRIOR`).
         bracket: a K-way knockout (the best of each screen goes on) instead of the single
             first pass; measured in ``bench/ranking.py``, within noise of the default.
         narrow: once the two likeliest items hold this much of P(best), show just them as
@@ -189,7 +190,7 @@ class ChoiceScheduler:
         budget: int = 300,
         threshold: float = 0.9,
         seed: int = 0,
-        prior: float = 0.25,
+        prior: float = PRIOR,
         bracket: bool = False,
         narrow: float | None = None,
     ) -> None:
