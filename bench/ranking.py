@@ -2,21 +2,24 @@
 best is chosen) and P(the choice is in the true top 3) against screens, item views and the
 comparisons the answers imply.
 
-    python bench/ranking.py [--trials 200] [--n 64] [--workers 2]
+    python bench/ranking.py [--trials 200] [--n 64] [--workers 2] [--views 300]
 
 Raters follow Plackett-Luce: on a screen of items S the rater picks i as the best with
 probability exp(q_i) / sum_S exp(q_j), and (best-worst screens) the worst of the rest with
 probability exp(-q_w) / sum exp(-q_j); a pair is the K = 2 case (Bradley-Terry). Latent
 qualities q ~ Normal(0, s^2) for spread s = 1 and 2, drawn afresh each trial (the same
 draws for every method). Each method runs to 300 item views (what 150 pairwise
-comparisons show) and is scored at several view counts of one run ("at 200" = its choice
-after the screens that fit in the first 200 views). Rows:
+comparisons show; ``--views`` for another budget) and is scored at several view counts of
+one run ("at 200" = its choice after the screens that fit in the first 200 views). Rows:
 
 - ``knockout + BT (today)``: the app's pair schedule before multi-way screens, a knockout
   bracket, then Bradley-Terry top-up among 8 contenders (choix EP);
 - ``pair`` / ``best-of-4`` / ``best-worst-4``: every item once, then the leader against
-  Thompson-sampled challengers under the Plackett-Luce posterior (`ChoiceScheduler`);
-- ``... stop at 0.9``: the app's default, stopping once P(leader is best) >= 0.9;
+  Thompson-sampled challengers under the Plackett-Luce posterior (`ChoiceScheduler` with
+  ``pick="thompson"``);
+- ``best-worst-4, information``: every item once, then the set whose answer is expected
+  to shrink the entropy of P(best) the most (``pick="information"``, the app's default);
+- ``... stop at 0.9``: stopping once P(leader is best) >= 0.9, as the app does;
 - (with ``--methods``) ``..., bracket first``: a K-way knockout (the best of each screen
   goes on) instead of the single first pass, then the same Thompson top-up; and
   ``best-worst-3`` / ``-5`` / ``-6``.
@@ -36,8 +39,15 @@ import numpy as np
 from openended.apps.ranking.choice import Choice, ChoiceScheduler, parse_screen
 from openended.apps.ranking.schedule import Judgment, KnockoutThenBT
 
-VIEWS = 300  # what 150 pairwise comparisons show
+VIEWS = 300  # what 150 pairwise comparisons show; --views sets another budget
 CHECKPOINTS = (150, 200, 300)
+
+
+def set_views(views: int) -> None:
+    """Run each method to `views` item views, scored at 150, 200, 300 and `views`."""
+    global VIEWS, CHECKPOINTS
+    VIEWS = views
+    CHECKPOINTS = tuple(sorted({p for p in (150, 200, 300) if p < views} | {views}))
 
 
 def pick(quality: np.ndarray, shown: Sequence[int], worst: bool, rng) -> Choice:
@@ -54,7 +64,13 @@ def pick(quality: np.ndarray, shown: Sequence[int], worst: bool, rng) -> Choice:
 
 
 def run_choice(
-    spec: str, threshold: float, bracket: bool = False, narrow: float | None = None
+    spec: str,
+    threshold: float,
+    bracket: bool = False,
+    narrow: float | None = None,
+    pick_by: str = "thompson",
+    mixed: bool = False,
+    pool: int = 8,
 ) -> Callable[[np.ndarray, int, Any], dict]:
     def run(quality: np.ndarray, seed: int, rng) -> dict:
         scheduler = ChoiceScheduler(
@@ -65,6 +81,9 @@ def run_choice(
             seed=seed,
             bracket=bracket,
             narrow=narrow,
+            pick=pick_by,
+            mixed=mixed,
+            pool=pool,
         )
         history: list[Choice] = []
         while (shown := scheduler.next_set(history)) is not None:
@@ -110,9 +129,23 @@ METHODS: dict[str, Callable[[np.ndarray, int, Any], dict]] = {
     "best-of-4": run_choice("best-of-4", 1.0),
     "best-worst-4": run_choice("best-worst-4", 1.0),
     "best-worst-4, stop at 0.9": run_choice("best-worst-4", 0.9),
+    "best-worst-4, information": run_choice("best-worst-4", 1.0, pick_by="information"),
+    "best-worst-4, information, stop at 0.9": run_choice(
+        "best-worst-4", 0.9, pick_by="information"
+    ),
     "pair, bracket first": run_choice("pair", 1.0, bracket=True),
     "best-of-4, bracket first": run_choice("best-of-4", 1.0, bracket=True),
     "best-worst-4, bracket first": run_choice("best-worst-4", 1.0, bracket=True),
+    "best-worst-4, bracket, information": run_choice(
+        "best-worst-4", 1.0, bracket=True, pick_by="information"
+    ),
+    "best-worst-4, information, pairs mixed in": run_choice(
+        "best-worst-4", 1.0, pick_by="information", mixed=True
+    ),
+    "best-worst-4, information, pool 12": run_choice(
+        "best-worst-4", 1.0, pick_by="information", pool=12
+    ),
+    "best-of-4, information": run_choice("best-of-4", 1.0, pick_by="information"),
     **{f"best-worst-{k}": run_choice(f"best-worst-{k}", 1.0) for k in (3, 5, 6)},
     **{
         f"best-worst-4, pairs at {level}": run_choice("best-worst-4", 1.0, narrow=level)
@@ -143,11 +176,14 @@ def main() -> None:
         "--methods",
         nargs="+",
         choices=sorted(METHODS),
-        default=list(METHODS)[:5],
-        help="default: today's pairs and the pair / best-of-4 / best-worst-4 screens",
+        default=list(METHODS)[:7],
+        help="default: today's pairs, the pair / best-of-4 / best-worst-4 screens (Thompson "
+        "challengers) and best-worst-4 with the most informative sets (the app's default)",
     )
     parser.add_argument("--spreads", nargs="+", type=float, default=[1.0, 2.0])
+    parser.add_argument("--views", type=int, default=VIEWS, help="item views per trial")
     args = parser.parse_args()
+    set_views(args.views)
     jobs = [
         (name, spread, index, args.n)
         for spread in args.spreads
@@ -156,7 +192,7 @@ def main() -> None:
     ]
     collected: dict[tuple[str, float], list[tuple[dict, float]]] = {}
     started = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=set_views, initargs=(args.views,)) as pool:
         for done, (name, spread, results, seconds) in enumerate(
             pool.map(trial, jobs, chunksize=4), 1
         ):

@@ -10,6 +10,8 @@ from openended.apps.ranking.choice import (
     Choice,
     ChoiceScheduler,
     Screen,
+    informative_set,
+    outcome_likelihoods,
     parse_screen,
     pl_posterior,
 )
@@ -90,11 +92,12 @@ def test_worst_answers_are_evidence_against_the_worst() -> None:
     assert with_worst[0] > with_worst[1] > with_worst[2]
 
 
+@pytest.mark.parametrize("pick", ["thompson", "information"])
 @pytest.mark.parametrize("spec", ["pair", "best-of-3", "best-of-4", "best-worst-4", "best-worst-6"])
-def test_a_noiseless_rater_finds_the_best_with_every_screen(spec: str) -> None:
+def test_a_noiseless_rater_finds_the_best_with_every_screen(spec: str, pick: str) -> None:
     for seed in range(3):
         quality = np.random.default_rng(seed).permutation(24).astype(float)
-        scheduler = ChoiceScheduler(24, parse_screen(spec), budget=120, seed=seed)
+        scheduler = ChoiceScheduler(24, parse_screen(spec), budget=120, seed=seed, pick=pick)
         history = run(scheduler, quality)
         assert scheduler.leader(history)[0] == int(np.argmax(quality))
         assert scheduler.views(history) <= 120
@@ -118,11 +121,42 @@ def test_the_schedule_is_a_pure_function_of_the_answers() -> None:
         other.check(history)
 
 
-def test_an_item_that_lost_early_is_drawn_again() -> None:
-    """The true best loses its first screen (a rater's slip); Thompson sampling brings it
+@pytest.mark.parametrize("worst", [False, True])
+def test_answer_likelihoods_are_plackett_luce_and_sum_to_one(worst: bool) -> None:
+    scores = np.random.default_rng(0).normal(0, 2, (5, 4))
+    likelihood = outcome_likelihoods(scores, worst)
+    assert likelihood.shape == (5, 12 if worst else 4)
+    np.testing.assert_allclose(likelihood.sum(axis=1), 1.0)
+    # the first column: item 0 best (and, with a worst pick, item 1 worst of the rest)
+    up = np.exp(scores)
+    expected = up[:, 0] / up.sum(axis=1)
+    if worst:
+        down = np.exp(-scores[:, 1:])
+        expected = expected * down[:, 0] / down.sum(axis=1)
+    np.testing.assert_allclose(likelihood[:, 0], expected)
+
+
+def test_the_informative_set_holds_the_contenders() -> None:
+    """Posterior draws where items 3, 7, 9 and 12 share the chance of being the best and
+    the rest have none: the most informative screen of 4 shows those four, a pair two of
+    them, and the items with no chance never."""
+    rng = np.random.default_rng(1)
+    draws = rng.normal(0, 0.3, (1000, 20))
+    contenders = [3, 7, 9, 12]
+    draws[:, contenders] += 3 + rng.normal(0, 1, (1000, 4))
+    assert set(informative_set(draws, 4, True)) == set(contenders)
+    assert set(informative_set(draws, 2, False)) <= set(contenders)
+    # one clear leader: the set still includes it (its answer tells most about it)
+    draws[:, 7] += 2.5
+    assert 7 in informative_set(draws, 3, False)
+
+
+@pytest.mark.parametrize("pick", ["thompson", "information"])
+def test_an_item_that_lost_early_is_drawn_again(pick: str) -> None:
+    """The true best loses its first screen (a rater's slip); the scheduler brings it
     back while the posterior still gives it a chance, and it ends as the leader."""
     quality = np.arange(16, dtype=float)
-    scheduler = ChoiceScheduler(16, parse_screen("best-of-4"), budget=120, seed=1)
+    scheduler = ChoiceScheduler(16, parse_screen("best-of-4"), budget=120, seed=1, pick=pick)
     history: list[Choice] = []
     slipped = False
     while (shown := scheduler.next_set(history)) is not None:

@@ -161,7 +161,8 @@ def completion_margin(model_dir: Path, preference: Preference) -> float:
 @pytest.mark.slow
 def test_dpo_raises_the_chosen_over_the_rejected(tmp_path: Path, embedded_model_dir: Path) -> None:
     """Two DPO steps (LoRA, merged) on preference pairs move the model towards the chosen
-    completions and away from the rejected ones, relative to the base model."""
+    completions and away from the rejected ones, relative to the base model. Each batch of
+    2 is accumulated over two passes of 1 (`micro_batch_size`): still 2 optimizer steps."""
     preferences = [
         Preference("def area(r):\n", "    return 3.14159 * r * r\n", "    return area(r)\n"),
         Preference("def double(x):\n", "    return 2 * x\n", "    return double(x)\n"),
@@ -171,7 +172,12 @@ def test_dpo_raises_the_chosen_over_the_rejected(tmp_path: Path, embedded_model_
         preferences,
         tmp_path / "dpo",
         FinetuneSettings(
-            objective="dpo", epochs=2, batch_size=2, learning_rate=1e-3, convert=False
+            objective="dpo",
+            epochs=2,
+            batch_size=2,
+            micro_batch_size=1,
+            learning_rate=1e-3,
+            convert=False,
         ),
     )
     assert result.steps == 2 and result.examples == 2

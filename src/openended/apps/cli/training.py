@@ -68,7 +68,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             print(args.export)
             return 0
     base = embedded.resolve_model(args.model)
-    settings = _finetune_settings(args, learning_rate=args.lr, batch_size=args.batch_size)
+    settings = _finetune_settings(
+        args,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+    )
     settings.seed = args.seed
     console.print(
         f"fine-tuning {args.model} on {len(examples)} examples ({args.method}, {args.objective})"
@@ -227,6 +232,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lr", type=float, help="default 2e-4 (LoRA) or 3e-5 (full); DPO 5e-5 or 5e-6"
     )
     tune.add_argument("--batch-size", type=int, default=8)
+    tune.add_argument(
+        "--micro-batch-size",
+        type=int,
+        default=2,
+        help="sequences per forward pass (the batch is accumulated); lower it if memory runs out",
+    )
     tune.add_argument("--seed", type=int, default=0)
     _objective_flags(tune)
     tune.set_defaults(func=cmd_finetune)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,11 @@ class SolveLoop:
         self.trainer = trainer
         puzzles = load_puzzles(settings.puzzles)  # a bad file fails before anything is made
         train, held_out = split_by_family(puzzles, held_out=settings.held_out, seed=settings.seed)
+        # a seeded sample of each side: P3 files run module by module (classic puzzles,
+        # the hardest, first), so the first N would not be representative
+        shuffle = random.Random(settings.seed).shuffle
+        shuffle(train)
+        shuffle(held_out)
         self.train = train[: settings.train_puzzles]
         self.eval_set = held_out[: settings.eval_puzzles]
         if not self.train or not self.eval_set:
