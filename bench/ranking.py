@@ -21,8 +21,12 @@ one run ("at 200" = its choice after the screens that fit in the first 200 views
   to shrink the entropy of P(best) the most (``pick="information"``, the app's default);
 - ``... stop at 0.9``: stopping once P(leader is best) >= 0.9, as the app does;
 - (with ``--methods``) ``..., bracket first``: a K-way knockout (the best of each screen
-  goes on) instead of the single first pass, then the same Thompson top-up; and
-  ``best-worst-3`` / ``-5`` / ``-6``.
+  goes on) instead of the single first pass, then the same Thompson top-up;
+  ``best-worst-4, bracket, information`` (the knockout, then informative sets);
+  ``..., pairs mixed in`` (pairs compete with sets of 4 on information per item shown);
+  ``..., pool 12`` (informative sets drawn from the 12 likeliest, not 8);
+  ``best-of-4, information``; ``..., pairs at`` (the leader and runner-up as a pair once
+  they hold that much of P(best)); and ``best-worst-3`` / ``-5`` / ``-6``.
 """
 
 from __future__ import annotations

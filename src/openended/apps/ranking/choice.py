@@ -182,7 +182,8 @@ class ChoiceScheduler:
         seed: the coverage order and the Thompson draws.
         prior: precision of the Normal prior on each score (`PRIOR`).
         bracket: a K-way knockout (the best of each screen goes on) instead of the single
-            first pass; measured in ``bench/ranking.py``, within noise of the default.
+            first pass; measured in ``bench/ranking.py``, within noise of the single pass
+            (with either pick).
         narrow: once the two likeliest items hold this much of P(best), show just them as
             a pair; measured likewise, within noise.
         pick: how the adaptive screens are chosen: ``"information"`` (of the K-sets

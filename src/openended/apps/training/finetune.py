@@ -56,7 +56,8 @@ class FinetuneSettings:
     """Default: 2e-4 for LoRA, 3e-5 for full fine-tuning."""
     batch_size: int = 8
     micro_batch_size: int = 2
-    """Sequences per forward pass; each batch accumulates ceil(batch_size / micro) passes.
+    """Sequences per forward pass; each batch accumulates ceil(batch_size / micro) passes
+    (so the batch is micro x that, batch_size itself when micro divides it).
     The logits of a 49k-token vocabulary are large: a DPO batch of 8 (chosen and rejected,
     1024 tokens, policy and reference) took more than 24 GB in one pass."""
     max_length: int = 1024
