@@ -33,6 +33,7 @@ EVERY_FIELD = {
         "name": "http://127.0.0.1:1/v1",
         "max_batch_size": 3,
         "max_batch_tokens": 999,
+        "max_batch_mib": 333,
         "backend": "transformers",
         "compute_type": "float32",
         "threads": 3,

@@ -38,6 +38,13 @@ class ModelConfig(_Strict):
     max_batch_tokens: int = Field(
         16384, ge=1, description="local: most prompt tokens prefilled together (rows x length)"
     )
+    max_batch_mib: int = Field(
+        1024,
+        ge=16,
+        description="local: most memory (MiB) decoding may take: the batches decoding at "
+        "once (KV cache, attention: estimated from the model's config) and, on ctranslate2, "
+        "a copy of the weights per sampling batch",
+    )
     backend: Literal["auto", "ctranslate2", "transformers"] = Field(
         "auto",
         description="local: ctranslate2 (fast: int8, about 3x the tokens/s here) or "

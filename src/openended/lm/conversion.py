@@ -6,6 +6,17 @@ config and of each weight file's name, size and first and last MiB: new weights,
 A conversion is written to a temporary folder and renamed into place once complete, under
 an exclusive lock, so a half-written conversion is never used and two processes never
 convert the same model at once.
+
+Int8 weights are quantized per output row to 7 bits (|q| <= 63), not CTranslate2's 8. On
+x86 CPUs without AVX-512 VNNI (most laptops and older servers) oneDNN's int8 GEMM multiplies
+unsigned 8-bit activations by signed 8-bit weights with ``vpmaddubsw``, which adds pairs of
+products into a *saturating* int16: 2 x 255 x 127 = 64,770 overflows 32,767, and the
+clipped sums wreck the model's logits. Emulated here with ``ONEDNN_MAX_CPU_ISA=AVX2``, the
+embedded model with 8-bit weights wrote an empty function body on 92 of 120 P3 samples
+(float32: 0); with 7-bit weights (2 x 255 x 63 = 32,130, which cannot overflow) the
+arithmetic is exact on every CPU. This is the "u8s8 saturation" that oneDNN documents for
+its int8 GEMM on pre-VNNI CPUs and that OpenVINO and ONNX Runtime avoid the same way
+(``reduce_range``, 7-bit weights).
 """
 
 from __future__ import annotations
@@ -18,10 +29,13 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from openended.errors import UserError
 
 COMPUTE_TYPES = ("int8", "int8_float32", "float32")
+INT8_LEVELS = 63
+"""The largest magnitude of an int8 weight: 7 bits, so int16 pair sums cannot saturate."""
 MARKER = "openended-ct2.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _CHUNK = 1 << 20
@@ -67,10 +81,12 @@ def converted_model(
     source: str | Path,
     compute_type: str = "int8",
     *,
+    int8_levels: int = INT8_LEVELS,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """The CTranslate2 conversion of the transformers model folder `source` at
-    `compute_type` (weights quantized to int8, or kept float32), converted on first use."""
+    `compute_type` (weights quantized to int8 with largest magnitude `int8_levels`, or
+    kept float32), converted on first use."""
     source = Path(source)
     if compute_type not in COMPUTE_TYPES:
         raise ConversionError(
@@ -78,7 +94,10 @@ def converted_model(
         )
     if not (source / "config.json").is_file():
         raise ConversionError(f"{source}: no config.json (not a transformers model folder)")
-    target = conversions_folder(source) / f"{compute_type}-{weights_key(source)}"
+    if not 1 <= int8_levels <= 127:
+        raise ConversionError(f"int8_levels = {int8_levels}: must be in 1..127")
+    scheme = weight_scheme(compute_type, int8_levels)
+    target = conversions_folder(source) / f"{scheme}-{weights_key(source)}"
     if (target / MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,9 +109,12 @@ def converted_model(
         tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            _convert(source, tmp, compute_type)
+            _convert(source, tmp, compute_type, int8_levels)
             (tmp / MARKER).write_text(
-                json.dumps({"source": str(source), "compute_type": compute_type}, indent=1)
+                json.dumps(
+                    {"source": str(source), "compute_type": compute_type, "scheme": scheme},
+                    indent=1,
+                )
             )
             shutil.rmtree(target, ignore_errors=True)  # an unmarked leftover
             tmp.replace(target)
@@ -101,18 +123,73 @@ def converted_model(
     return target
 
 
-def _convert(source: Path, output: Path, compute_type: str) -> None:
+def weight_scheme(compute_type: str, int8_levels: int = INT8_LEVELS) -> str:
+    """The conversion's name: the compute type, and for int8 the weights' bits
+    (``int8w7``: the default, ``int8w8``: CTranslate2's own)."""
+    if not compute_type.startswith("int8"):
+        return compute_type
+    return f"{compute_type}w{int8_levels.bit_length() + 1}"
+
+
+def _convert(source: Path, output: Path, compute_type: str, int8_levels: int) -> None:
     from ctranslate2.converters import TransformersConverter
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     try:
-        TransformersConverter(str(source)).convert(str(output), quantization=compute_type)
+        spec = TransformersConverter(str(source))._load()
+        spec.validate()
+        if compute_type.startswith("int8"):
+            quantized = quantize_weights(spec, int8_levels)
+            spec._alias_variables()
+            spec._quantize("float32", variable_filter=lambda name: name not in quantized)
+        else:
+            spec.optimize(quantization=compute_type)
+        output.mkdir(parents=True)
+        spec.save(str(output))
     except Exception as exc:  # the converter raises ValueError, KeyError, OSError, ...
         raise ConversionError(
             f"{source}: cannot convert to CTranslate2 ({compute_type}): "
             f"{type(exc).__name__}: {exc}"[:600]
         ) from None
+
+
+def quantize_weights(spec: Any, levels: int) -> set[str]:
+    """Quantize, in place, every variable of the CTranslate2 model `spec` that CTranslate2
+    quantizes (those with a ``<name>_scale``) to int8 with one scale per output row, whose
+    largest magnitude maps to `levels`; returns the quantized variables' names.
+
+    CTranslate2's own quantizer is the same with ``levels = 127``
+    (``ctranslate2.specs.model_spec.LayerSpec._quantize``)."""
+    import numpy as np
+    from ctranslate2.specs.model_spec import NumpyVariable, Variable, _split_scope
+
+    quantized: set[str] = set()
+
+    def visit(layer: Any, name: str, value: Any) -> None:
+        key = _split_scope(name)[-1]
+        if not isinstance(value, Variable) or value.is_scalar():
+            return
+        if not hasattr(layer, f"{key}_scale") or value.dtype not in (
+            "float32",
+            "float16",
+            "bfloat16",
+        ):
+            return
+        weight = value.to("float32").numpy()
+        rows = weight.reshape(weight.shape[0], -1)
+        amax = np.abs(rows).max(axis=1)
+        amax[amax == 0] = levels
+        scale = (np.float32(levels) / np.maximum(amax, np.finfo(np.float32).tiny)).astype(
+            np.float32
+        )
+        ints = np.clip(np.rint(rows * scale[:, None]), -levels, levels).astype(np.int8)
+        setattr(layer, key, NumpyVariable(ints.reshape(weight.shape)))
+        setattr(layer, f"{key}_scale", NumpyVariable(scale))
+        quantized.add(name)
+
+    spec._visit(visit)
+    return quantized
 
 
 @contextlib.contextmanager

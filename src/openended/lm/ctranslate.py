@@ -23,7 +23,12 @@ import numpy as np
 
 from openended.errors import UserError
 from openended.lm.base import Generation, GenerationRequest, GenerationResult
-from openended.lm.conversion import ConversionError, converted_model
+from openended.lm.conversion import (
+    INT8_LEVELS,
+    ConversionError,
+    converted_model,
+    weight_scheme,
+)
 from openended.lm.decoding import (
     DecodeState,
     option_token_ids,
@@ -31,6 +36,7 @@ from openended.lm.decoding import (
     resolve_threads,
     sample_seed,
 )
+from openended.lm.memory import MIB, DecodeMemory, MemoryBudget, release_freed_memory
 
 
 class UnsupportedSamplingError(UserError, ValueError):
@@ -76,12 +82,20 @@ class CTranslate2LM:
 
     Args:
         source: the transformers model folder.
-        model_id: the name recorded in runs and caches (default: `source`).
+        model_id: the model's name (default: `source`); runs and caches record it with
+            the backend and weight scheme, e.g. ``... [ctranslate2 int8w7]``: the schemes
+            sample differently.
         compute_type: int8 (default), int8_float32 or float32.
         threads: decoding streams, one thread each (0: all cores): batches of the same call
             decode side by side.
         max_batch_size: most sequences decoded together.
         max_batch_tokens: most prompt tokens decoded together (rows x longest prompt).
+        max_batch_mib: most memory, in MiB, that decoding may take: the batches decoding
+            at once, as estimated by `openended.lm.memory.DecodeMemory` (KV cache,
+            attention scores), and the copy of the weights each sampling batch decodes
+            with (see `_Generators`); float32 weights leave room for one stream.
+        int8_levels: int8 weights' largest magnitude (`openended.lm.conversion`: 63, seven
+            bits, safe on every CPU; 127 is CTranslate2's own scheme).
         top_p_candidates: top-p keeps at most this many tokens (0: any number).
         progress: called with a line when the model is converted.
     """
@@ -95,20 +109,31 @@ class CTranslate2LM:
         threads: int = 0,
         max_batch_size: int = 32,
         max_batch_tokens: int = 16384,
+        max_batch_mib: int = 1024,
         top_p_candidates: int = 256,
+        int8_levels: int = INT8_LEVELS,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         from transformers import AutoTokenizer, GenerationConfig
 
         self.source = Path(source)
-        self.model_id = model_id or str(source)
+        self.scheme = weight_scheme(compute_type, int8_levels)
+        self.model_id = f"{model_id or source} [ctranslate2 {self.scheme}]"
         self.compute_type = compute_type
         self.threads = resolve_threads(threads, share=1.0)
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
+        self.max_batch_mib = max_batch_mib
         self.top_p_candidates = top_p_candidates
-        self.path = converted_model(self.source, compute_type, progress=progress)
-        self._generators = _Generators(self._make_generator, self.threads)
+        self.path = converted_model(
+            self.source, compute_type, int8_levels=int8_levels, progress=progress
+        )
+        self.memory = DecodeMemory.from_folder(self.source, full_heads=True, cache_copies=2)
+        self._budget = MemoryBudget(max_batch_mib * MIB)
+        self.weights_bytes = sum(f.stat().st_size for f in self.path.glob("*.bin"))
+        self._generators = _Generators(
+            self._make_generator, self.threads, prefetch=self.weights_bytes <= PREFETCH_MAX_BYTES
+        )
         self._streams = ThreadPoolExecutor(self.threads, thread_name_prefix="ct2-stream")
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         eos: set[int] = set()
@@ -200,11 +225,14 @@ class CTranslate2LM:
         ]
         outputs: dict[tuple[int, int], Generation] = {}
         with self._lock:
-            for (chunk, _), generations in zip(
-                work, self._streams.map(lambda item: self._decode(*item), work), strict=True
-            ):
-                for row, generation in zip(chunk, generations, strict=True):
-                    outputs[(row.request_index, row.sample_index)] = generation
+            try:
+                for (chunk, _), generations in zip(
+                    work, self._streams.map(lambda item: self._decode(*item), work), strict=True
+                ):
+                    for row, generation in zip(chunk, generations, strict=True):
+                        outputs[(row.request_index, row.sample_index)] = generation
+            finally:
+                release_freed_memory()
         return [
             GenerationResult(
                 request=request,
@@ -218,11 +246,30 @@ class CTranslate2LM:
         at once only up to the shortest; a longer prompt's remaining tokens are forced
         through the decoding loop (one step each, reported to the callback like generated
         tokens), so each row's first `forced[i]` steps are skipped here and its budget
-        extended by as much."""
-        temperature, top_p, top_k = key
+        extended by as much. A batch holds its estimated memory from the budget while it
+        decodes (`MemoryBudget`)."""
         state = DecodeState(rows, self.tokenizer, self.eos_ids)
         shortest = min(len(row.prompt_ids) for row in rows)
         forced = [len(row.prompt_ids) - shortest for row in rows]
+        size = self.memory.batch_bytes(
+            len(rows),
+            max(len(row.prompt_ids) for row in rows),
+            max(row.request.max_tokens for row in rows),
+        )
+        if key[0] > 0:  # sampling decodes with a fresh copy of the weights
+            size += self.weights_bytes
+        with self._budget.hold(size):
+            self._decode_batch(rows, key, state, forced)
+        return [state.generation(i) for i in range(len(rows))]
+
+    def _decode_batch(
+        self,
+        rows: list[_Row],
+        key: tuple[float, float, int],
+        state: DecodeState,
+        forced: list[int],
+    ) -> None:
+        temperature, top_p, top_k = key
 
         seeding: list[threading.Lock] = []
 
@@ -261,25 +308,31 @@ class CTranslate2LM:
             finally:
                 if seeding:
                     seeding.pop().release()
-        return [state.generation(i) for i in range(len(rows))]
 
     def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:
         """Rows (sorted by prompt length) in consecutive batches of at most
-        `max_batch_size` rows and `max_batch_tokens` padded prompt tokens, cut where the
+        `max_batch_size` rows, `max_batch_tokens` padded prompt tokens and an estimated
+        estimated memory of `batch_budget`, cut where the
         estimated decoding time is least: a batch takes one step per forced prompt token
         (its spread of prompt lengths) and per new token, each step costing a fixed part
         and a part per row (`STEP_OVERHEAD_ROWS`, measured on this backend)."""
         count = len(rows)
         lengths = [len(row.prompt_ids) for row in rows]
+        budget = self.batch_budget()
         best = [0.0] + [math.inf] * count  # best[j]: least cost of rows[:j]
         cut = [0] * (count + 1)
         for j in range(1, count + 1):
             for i in range(j - 1, -1, -1):
                 size = j - i
                 padded = size * lengths[j - 1]
-                if size > 1 and (size > self.max_batch_size or padded > self.max_batch_tokens):
+                new_tokens = max(r.request.max_tokens for r in rows[i:j])
+                if size > 1 and (
+                    size > self.max_batch_size
+                    or padded > self.max_batch_tokens
+                    or self.memory.batch_bytes(size, lengths[j - 1], new_tokens) > budget
+                ):
                     break
-                steps = lengths[j - 1] - lengths[i] + max(r.request.max_tokens for r in rows[i:j])
+                steps = lengths[j - 1] - lengths[i] + new_tokens
                 cost = best[i] + steps * (STEP_OVERHEAD_ROWS + size) + CALL_OVERHEAD_ROWS
                 if cost < best[j]:
                     best[j], cut[j] = cost, i
@@ -289,6 +342,13 @@ class CTranslate2LM:
             chunks.append(rows[cut[j] : j])
             j = cut[j]
         return chunks[::-1]
+
+    def batch_budget(self) -> int:
+        """The most estimated bytes of one batch: the streams that fit in `max_batch_mib`
+        with a copy of the weights each (at most `threads`, at least one) share it."""
+        total = self.max_batch_mib * MIB
+        streams = max(1, min(self.threads, total // (self.weights_bytes + 128 * MIB)))
+        return max(total // streams - self.weights_bytes, 0)
 
     @staticmethod
     def _spread(chunks: list[list[_Row]]) -> list[list[_Row]]:
@@ -365,6 +425,8 @@ STEP_OVERHEAD_ROWS = 3.5
 and ~5 ms a row with the embedded model, int8, one thread)."""
 CALL_OVERHEAD_ROWS = 40.0
 """A call (a seeded generator, the prompt's prefill) costs about this many row-steps."""
+PREFETCH_MAX_BYTES = 256 * MIB
+"""A spare generator is made ahead of time only for converted models at most this big."""
 MIN_BATCHES = 2
 """Each call is cut into at least this many batches (see `CTranslate2LM._spread`)."""
 _SEEDING = threading.Lock()
@@ -372,22 +434,36 @@ _SEEDING = threading.Lock()
 
 
 class _Generators:
-    """A `ctranslate2.Generator` for greedy calls (one decoding thread per stream), and
-    fresh ones for sampling calls.
+    """A `ctranslate2.Generator` for greedy calls (one decoding thread per stream, made at
+    the first greedy call), and fresh ones for sampling calls.
 
     A fresh generator's decoding thread has not drawn yet, so it seeds its random
     generator from the process-wide seed at its first draw: `spare()` hands out one made
-    in the background (one per stream are kept ready), `seed()` sets that seed just before
-    the call; a spare is used for one call only."""
+    in the background when the weights are small (each generator holds a copy of them:
+    135 MB int8, 520 MB float32 for the embedded model), else made on demand (0.5 s);
+    `seed()` sets that seed just before the call; a spare is used for one call only."""
 
-    def __init__(self, make: Callable[..., Any], streams: int) -> None:
+    def __init__(self, make: Callable[..., Any], streams: int, *, prefetch: bool) -> None:
         self.make = make
-        self.greedy = make(streams)  # raises the named error at once when damaged
+        self.streams = streams
+        self.prefetch = prefetch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ct2-spare")
-        self._spares: list[Future[Any]] = [self._pool.submit(make) for _ in range(streams)]
+        first = self._pool.submit(make)
+        first.result()  # raises the named error at once when damaged
+        self._spares: list[Future[Any]] = [first] if prefetch else []
+        self._greedy: Any = None
         self._take = threading.Lock()
 
+    @property
+    def greedy(self) -> Any:
+        with self._take:
+            if self._greedy is None:
+                self._greedy = self.make(self.streams)
+            return self._greedy
+
     def spare(self) -> Any:
+        if not self.prefetch:
+            return self.make()
         with self._take:
             ready = self._spares.pop(0)
             self._spares.append(self._pool.submit(self.make))

@@ -53,6 +53,7 @@ def _build(config: ModelConfig, *, seed: int | None) -> LanguageModel:
     options: dict[str, object] = dict(
         max_batch_size=config.max_batch_size,
         max_batch_tokens=config.max_batch_tokens,
+        max_batch_mib=config.max_batch_mib,
         dtype=config.dtype,
         device=config.device,
         threads=config.threads,
@@ -73,6 +74,7 @@ def _ctranslate2_model(config: ModelConfig) -> LanguageModel:
         top_p_candidates=config.top_p_candidates,
         max_batch_size=config.max_batch_size,
         max_batch_tokens=config.max_batch_tokens,
+        max_batch_mib=config.max_batch_mib,
     )
     if config.name == "embedded":
         return CTranslate2LM.embedded(**options)

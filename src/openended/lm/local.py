@@ -21,6 +21,7 @@ from openended.lm.decoding import (
     resolve_threads,
     sample_seed,
 )
+from openended.lm.memory import MIB, DecodeMemory, release_freed_memory
 from openended.lm.speculative import (
     SPECULATIVE_MODES,
     AdaptiveLength,
@@ -85,6 +86,8 @@ class TransformersLM:
         max_batch_size: most sequences decoded together.
         max_batch_tokens: most prompt tokens prefilled together (rows x longest prompt);
             long prompts go in smaller batches so that attention memory stays bounded.
+        max_batch_mib: most memory, in MiB, a batch may take, as estimated by
+            `openended.lm.memory.DecodeMemory` (KV cache to the last new token, attention).
         dtype: torch dtype name.
         device: torch device.
         speculative: exact speculative sampling (`openended.lm.speculative`): "auto"
@@ -104,6 +107,7 @@ class TransformersLM:
         model_id: str | None = None,
         max_batch_size: int = 32,
         max_batch_tokens: int = 16384,
+        max_batch_mib: int = 1024,
         dtype: str = "float32",
         device: str = "cpu",
         speculative: str = "auto",
@@ -120,9 +124,14 @@ class TransformersLM:
         self.model_id = model_id or str(path)
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
+        self.max_batch_mib = max_batch_mib
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        self.memory = DecodeMemory.from_config(
+            self.model.config.to_dict(),
+            bytes_per_value=torch.finfo(getattr(torch, dtype)).bits // 8,
+        )
         self.model.to(self.device)
         self.model.eval()
         parameters = inspect.signature(self.model.forward).parameters
@@ -212,6 +221,7 @@ class TransformersLM:
             for chunk in self._chunks([rows[i] for i in order]):
                 for row, gen in zip(chunk, self._decode(chunk), strict=True):
                     outputs[(row.request_index, row.sample_index)] = gen
+        release_freed_memory()
         return [
             GenerationResult(
                 request=request,
@@ -294,14 +304,18 @@ class TransformersLM:
 
     def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:
         """Consecutive rows (sorted by prompt length) in batches of at most
-        `max_batch_size` rows and `max_batch_tokens` padded prompt tokens."""
+        `max_batch_size` rows, `max_batch_tokens` padded prompt tokens and `max_batch_mib`
+        of estimated memory."""
         chunks: list[list[_Row]] = []
         current: list[_Row] = []
         for row in rows:
             width = max([len(row.prompt_ids), *(len(r.prompt_ids) for r in current)])
+            new_tokens = max(r.request.max_tokens for r in [row, *current])
             if current and (
                 len(current) >= self.max_batch_size
                 or (len(current) + 1) * width > self.max_batch_tokens
+                or self.memory.batch_bytes(len(current) + 1, width, new_tokens)
+                > self.max_batch_mib * MIB
             ):
                 chunks.append(current)
                 current = []

@@ -52,6 +52,9 @@ BACKENDS = ("auto", "ctranslate2", "transformers")
 BACKEND_HELP = "a local model's backend (default auto: ctranslate2 where it can)"
 
 
+COMPUTE_TYPE_HELP = "ctranslate2: the weights' type (default int8, 7-bit weights: see README)"
+
+
 EXIT_MODEL_FAILED = 3
 
 

@@ -6,9 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from openended.apps.cli.common import BACKEND_HELP, BACKENDS, console
+from openended.apps.cli.common import BACKEND_HELP, BACKENDS, COMPUTE_TYPE_HELP, console
 from openended.config import ConfigError
 from openended.lm import embedded
+from openended.lm.conversion import COMPUTE_TYPES
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
@@ -24,7 +25,10 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
         if not token:
             raise ConfigError(f"--token-env {args.token_env}: the variable is not set")
     config = ModelConfig(
-        name=args.model, max_batch_size=args.max_batch_size, backend=args.backend or "auto"
+        name=args.model,
+        max_batch_size=args.max_batch_size,
+        backend=args.backend or "auto",
+        compute_type=args.compute_type,
     )
     if config.is_remote:
         raise ConfigError("serve-model serves local models; --model must not be a URL")
@@ -70,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--model", default="embedded", help="'embedded' or a local model path")
     serve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
+    serve.add_argument(
+        "--compute-type", choices=COMPUTE_TYPES, default="int8", help=COMPUTE_TYPE_HELP
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(

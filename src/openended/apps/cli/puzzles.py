@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from openended.apps.cli.common import BACKEND_HELP, BACKENDS, console
+from openended.apps.cli.common import BACKEND_HELP, BACKENDS, COMPUTE_TYPE_HELP, console
 from openended.config import ConfigError
+from openended.lm.conversion import COMPUTE_TYPES
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -28,7 +29,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         )
     puzzles = load_puzzles(args.puzzles)[: args.limit]
     lm = build_language_model(
-        ModelConfig(name=args.model, model_name=args.model_name, backend=args.backend or "auto")
+        ModelConfig(
+            name=args.model,
+            model_name=args.model_name,
+            backend=args.backend or "auto",
+            compute_type=args.compute_type,
+        )
     )
 
     def progress(done: int, total: int) -> None:
@@ -62,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     solve.add_argument("--model", default="embedded")
     solve.add_argument("--model-name", help="the server's model name")
     solve.add_argument("--backend", choices=BACKENDS, help=BACKEND_HELP)
+    solve.add_argument(
+        "--compute-type", choices=COMPUTE_TYPES, default="int8", help=COMPUTE_TYPE_HELP
+    )
     solve.add_argument("--samples", type=int, default=10, help="solutions per puzzle")
     solve.add_argument(
         "--k", type=int, nargs="+", help="pass@k to report (default: 1 and --samples)"

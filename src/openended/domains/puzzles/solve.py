@@ -84,6 +84,8 @@ class PuzzleResult:
     """The distinct correct solution bodies."""
     failures: dict[str, int] = field(default_factory=dict)
     """Why samples failed, by reason kind, with counts."""
+    empty: int = 0
+    """Samples whose function body is empty (a broken backend writes nothing)."""
 
 
 @dataclass
@@ -112,6 +114,7 @@ class SolveReport:
             "puzzles": len(self.results),
             "samples_per_puzzle": self.samples,
             "solved_at_least_once": self.solved,
+            "empty_bodies": sum(r.empty for r in self.results),
             "sandbox": self.sandbox.get("isolation", "?"),
             **{f"pass@{k}": round(self.pass_at(k), 4) for k in ks if k <= self.samples},
         }
@@ -194,6 +197,7 @@ async def solve_puzzles(
                     correct=sum(by_body[b].solved for b in bodies),
                     solutions=[b for b in distinct if by_body[b].solved],
                     failures=failures,
+                    empty=sum(not body.strip() for body in bodies),
                 )
             )
         if progress is not None:
