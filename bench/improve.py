@@ -119,6 +119,14 @@ def solve_part(args: argparse.Namespace) -> None:
     )
     start = time.perf_counter()
     loop = SolveLoop(settings, log=log)
+    if args.base_only:
+        base = loop.base()
+        print(
+            f"\nbase model, {len(loop.eval_set)} held-out puzzles x 10 samples, seed {args.seed}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in base.pass_at.items())
+            + f" ({base.seconds.get('evaluate', 0):.0f} s)"
+        )
+        return
     reference = reference_arm(args, loop) if args.reference else None  # (cheap: first)
     steps = loop.run()
     print(
@@ -212,6 +220,9 @@ def main() -> None:
     parser.add_argument("--train-puzzles", type=int, default=150, help="solve: puzzles sampled")
     parser.add_argument("--train-samples", type=int, default=4, help="solve: samples per puzzle")
     parser.add_argument("--eval-puzzles", type=int, default=40)
+    parser.add_argument(
+        "--base-only", action="store_true", help="solve: only the base model's held-out pass@k"
+    )
     parser.add_argument("--max-tokens", type=int, default=128, help="solve: per solution")
     parser.add_argument(
         "--reference",

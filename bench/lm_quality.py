@@ -1,7 +1,7 @@
 """Task quality of each local backend and compute type, against transformers float32.
 
     python bench/lm_quality.py [--arms ...] [--puzzles 12] [--samples 4] [--seeds 0 1 2]
-                               [--search-evaluations 24] [--out runs/bench-lm-quality]
+                               [--search-calls 3] [--out runs/bench-lm-quality]
 
 Each arm runs in its own process (one at a time, pinned threads) with the embedded
 SmolLM2-135M-Instruct, at the same seeds:
@@ -10,7 +10,8 @@ SmolLM2-135M-Instruct, at the same seeds:
   under 3,000 characters), ``--samples`` per puzzle per seed: the solve rate and the
   empty-body rate per puzzle;
 - the share of valid children in a short bin-packing search (examples/bin_packing) and a
-  short symbolic-regression search (the default run), ``--search-evaluations`` each;
+  short symbolic-regression search (the default run), ``--search-calls`` calls of 8
+  children each per seed;
 - tokens per second over the whole arm, beside the quality.
 
 An arm passes when, for each metric, the paired bootstrap 95% interval of its difference
@@ -148,7 +149,7 @@ def search_children(lm: Any, overrides: tuple[str, ...], args: argparse.Namespac
                 overrides=[
                     *overrides,
                     f"seed={seed}",
-                    f"budget.max_evaluations={args.search_evaluations}",
+                    f"budget.max_lm_calls={args.search_calls}",
                 ],
                 lm=lm,
                 run_dir=run_dir,
@@ -165,7 +166,12 @@ def run_arm(name: str, args: argparse.Namespace) -> dict[str, Any]:
     arm = ARMS[name]
     lm = CountingLM(build_lm(arm, args.threads))
     start = time.perf_counter()
-    out: dict[str, Any] = {"arm": name, "p3": p3_items(lm, args)}
+    partial = args.out / f"{name}.p3.json"  # kept if the searches fail
+    if partial.is_file():
+        out: dict[str, Any] = json.loads(partial.read_text())
+    else:
+        out = {"arm": name, "p3": p3_items(lm, args)}
+        partial.write_text(json.dumps(out))
     for search, overrides in SEARCHES.items():
         out[search] = search_children(lm, overrides, args)
         print(f"  {search}: {sum(out[search])}/{len(out[search])} valid children", flush=True)
@@ -247,7 +253,9 @@ def main() -> None:
     parser.add_argument("--puzzles", type=int, default=12)
     parser.add_argument("--samples", type=int, default=4, help="per puzzle per seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--search-evaluations", type=int, default=24)
+    parser.add_argument(
+        "--search-calls", type=int, default=3, help="LM calls (of 8 children) per search"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-empty", type=float, default=0.05)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lm-quality"))
@@ -273,7 +281,7 @@ def main() -> None:
         results[name] = json.loads(path.read_text())
     print(
         f"\n{args.puzzles} training puzzles x {args.samples} samples x seeds "
-        f"{' '.join(map(str, args.seeds))}; searches: {args.search_evaluations} evaluations "
+        f"{' '.join(map(str, args.seeds))}; searches: {args.search_calls} calls of 8 children "
         "per seed; d = arm - transformers float32, bootstrap 95% interval"
     )
     ok = compare(results, args.max_empty)

@@ -72,7 +72,8 @@ def test_token_is_required(server: str) -> None:
     wrong = httpx.get(f"{server}/models", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     ok = httpx.get(f"{server}/models", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert ok.json()["data"][0]["id"] == "SmolLM2-135M-Instruct (embedded)"
+    # serve-model decodes with the default backend and compute type (7-bit int8)
+    assert ok.json()["data"][0]["id"] == "SmolLM2-135M-Instruct (embedded) [ctranslate2 int8w7]"
 
 
 async def test_openai_client_completions_and_chat(server: str) -> None:
@@ -137,7 +138,9 @@ def test_a_search_through_the_server(server: str, small_config, monkeypatch) -> 
     assert result.outcome.stopped_by == "budget: evaluations (30)"
     with RunStore(result.run_dir) as store:
         children = [c for c in store.candidates() if c.operator != "seed"]
-        assert store.get_meta("model_id").startswith("SmolLM2-135M-Instruct (embedded)@")
+        assert store.get_meta("model_id").startswith(
+            "SmolLM2-135M-Instruct (embedded) [ctranslate2 int8w7]@"
+        )
     assert sum(c.status == "valid" for c in children) >= 3
     assert all(c.completion_tokens > 0 for c in children if c.status != "lm_error")
 
