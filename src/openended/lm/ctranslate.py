@@ -36,7 +36,13 @@ from openended.lm.decoding import (
     resolve_threads,
     sample_seed,
 )
-from openended.lm.memory import MIB, DecodeMemory, MemoryBudget, release_freed_memory
+from openended.lm.memory import (
+    MIB,
+    DecodeMemory,
+    MemoryBudget,
+    limit_malloc_arenas,
+    release_freed_memory,
+)
 
 
 class UnsupportedSamplingError(UserError, ValueError):
@@ -130,6 +136,7 @@ class CTranslate2LM:
         )
         self.memory = DecodeMemory.from_folder(self.source, full_heads=True, cache_copies=2)
         self._budget = MemoryBudget(max_batch_mib * MIB)
+        limit_malloc_arenas()
         self.weights_bytes = sum(f.stat().st_size for f in self.path.glob("*.bin"))
         self._generators = _Generators(
             self._make_generator, self.threads, prefetch=self.weights_bytes <= PREFETCH_MAX_BYTES

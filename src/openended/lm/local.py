@@ -21,7 +21,7 @@ from openended.lm.decoding import (
     resolve_threads,
     sample_seed,
 )
-from openended.lm.memory import MIB, DecodeMemory, release_freed_memory
+from openended.lm.memory import MIB, DecodeMemory, limit_malloc_arenas, release_freed_memory
 from openended.lm.speculative import (
     SPECULATIVE_MODES,
     AdaptiveLength,
@@ -128,6 +128,7 @@ class TransformersLM:
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        limit_malloc_arenas()
         self.memory = DecodeMemory.from_config(
             self.model.config.to_dict(),
             bytes_per_value=torch.finfo(getattr(torch, dtype)).bits // 8,

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
+import os
 import resource
 import sys
 import threading
@@ -95,6 +96,27 @@ def release_freed_memory() -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the most malloc arenas."""
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc keep at most `arenas` malloc arenas in this process. glibc gives each
+    thread that allocates its own arena (up to 8 per core), and a freed block in one is not
+    reused by another: with the decoding streams, asyncio's worker threads and the sandbox
+    pool's, ``openended solve`` on 24 long P3 puzzles peaked at 3.5 GB and sat at 2 GB
+    between calls; with two arenas, 1.87 GB and 0.73 GB (the same as
+    ``MALLOC_ARENA_MAX=2``). A no-op where glibc's ``mallopt`` is missing, or where the
+    user set ``MALLOC_ARENA_MAX``."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, arenas)
     except (OSError, AttributeError):
         return
 
