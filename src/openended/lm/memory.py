@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import json
 import os
 import resource
@@ -87,6 +88,12 @@ class DecodeMemory:
         return rows * per_row
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``: not per call)."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def release_freed_memory() -> None:
     """Give the memory freed by the last batches back to the system (glibc keeps freed
     blocks of worker threads' arenas otherwise: the resident size then stays at the
@@ -94,7 +101,7 @@ def release_freed_memory() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         return
@@ -115,7 +122,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         libc.mallopt(M_ARENA_MAX, arenas)
     except (OSError, AttributeError):
         return
