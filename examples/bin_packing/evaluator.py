@@ -2,7 +2,14 @@
 FunSearch's Weibull 5k set (shape 3, scale 45, capacity 100, sizes clipped to [1, 100]) and
 uniform OR-library-style items (integers in [20, 100], capacity 150). Score: minus the mean
 excess of bins used over the L1 lower bound ceil(sum(items) / capacity), in percent (0 is
-optimal; higher is better)."""
+optimal; higher is better).
+
+Train/test split: the search sees only `evaluate` (5 Weibull instances of 1,000 items and 5
+uniform instances of 500, seeds 0 and 1). `evaluate_test` scores held-out instances of the
+sizes FunSearch reports, from seeds the search never sees: OR3-style (20 instances of 500
+items, capacity 150) and Weibull 5k-style (5 instances of 5,000 items, capacity 100). It
+also gives the bins per instance, the figure FunSearch reports (best fit: 212.0 on OR3,
+2067.0 on Weibull 5k; FunSearch 207.45 and 2001.4)."""
 
 import importlib.util
 import math
@@ -11,6 +18,7 @@ import numpy as np
 
 INSTANCES = 5
 ITEMS = 1000  # FunSearch's Weibull 5k uses 5000; smaller here to keep evaluations fast
+TEST_SEEDS = {"or3": 1003, "weibull5k": 5005}  # never used by `evaluate`
 
 
 def _load(path):
@@ -30,8 +38,9 @@ def uniform_instances(count=INSTANCES, items=ITEMS // 2, seed=1):
     return [(rng.integers(20, 101, items).astype(float), 150) for _ in range(count)]
 
 
-def excess(module, instances):
-    results = []
+def pack(module, instances):
+    """Bins used and the excess over the lower bound (percent), per instance."""
+    bins_used, excesses = [], []
     for items, capacity in instances:
         bins = np.full(len(items), float(capacity))
         packing, _ = module.online_binpack(items.copy(), bins)
@@ -41,8 +50,13 @@ def excess(module, instances):
         if any(sum(b) > capacity + 1e-9 for b in packing):
             raise ValueError("a bin is over capacity")
         lower = math.ceil(items.sum() / capacity)
-        results.append(100.0 * (len(packing) - lower) / lower)
-    return float(np.mean(results))
+        bins_used.append(len(packing))
+        excesses.append(100.0 * (len(packing) - lower) / lower)
+    return bins_used, excesses
+
+
+def excess(module, instances):
+    return float(np.mean(pack(module, instances)[1]))
 
 
 def evaluate_stage1(program_path):
@@ -53,6 +67,7 @@ def evaluate_stage1(program_path):
 
 
 def evaluate(program_path):
+    """The training instances: the only ones the search sees."""
     module = _load(program_path)
     weibull = excess(module, weibull_instances())
     uniform = excess(module, uniform_instances())
@@ -60,4 +75,18 @@ def evaluate(program_path):
         "score": -(weibull + uniform) / 2,
         "weibull_excess_pct": weibull,
         "uniform_excess_pct": uniform,
+    }
+
+
+def evaluate_test(program_path):
+    """Held-out instances (OR3-style and Weibull 5k-style), never seen by the search."""
+    module = _load(program_path)
+    or3_bins, or3 = pack(module, uniform_instances(20, 500, seed=TEST_SEEDS["or3"]))
+    weibull_bins, weibull = pack(module, weibull_instances(5, 5000, seed=TEST_SEEDS["weibull5k"]))
+    return {
+        "score": -(float(np.mean(or3)) + float(np.mean(weibull))) / 2,
+        "or3_bins_per_instance": float(np.mean(or3_bins)),
+        "weibull5k_bins_per_instance": float(np.mean(weibull_bins)),
+        "or3_excess_pct": float(np.mean(or3)),
+        "weibull5k_excess_pct": float(np.mean(weibull)),
     }

@@ -1,5 +1,7 @@
 """Online bin packing with FunSearch's skeleton: `priority(item, bins)` scores the bins that
-can take `item`; the item goes to the bin with the highest priority. Best fit is the seed."""
+can take `item`; the item goes to the bin with the highest priority. The seed is best fit
+with three weighted terms whose weights (PARAMS) the refine stage fits; at their default
+values, zero, it is best fit exactly."""
 
 import numpy as np
 
@@ -26,4 +28,9 @@ def priority(item: float, bins: np.ndarray) -> np.ndarray:
     Return:
         Array of same size as bins with priority score of each bin.
     """
-    return -(bins - item)
+    PARAMS = [0.0, 0.0, 0.0]
+    capacity = bins.max()  # an empty bin is always among the bins offered
+    room = (bins - item) / capacity  # what each bin would have left, as a share of a bin
+    size = item / capacity
+    small_gap = (room > 0) * np.exp(-20.0 * room)  # a gap too small to use again
+    return -room + PARAMS[0] * room**2 + PARAMS[1] * size * room + PARAMS[2] * small_gap

@@ -1,5 +1,7 @@
 """Cap sets in F_3^n with FunSearch's greedy skeleton: vectors are added in decreasing
-`priority` order whenever no three of the chosen vectors lie on a line."""
+`priority` order whenever no three of the chosen vectors lie on a line. The seed's priority
+weighs counts of the vector's entries with PARAMS, fitted by the refine stage; at their
+defaults, zero, it is the constant priority."""
 
 import itertools
 
@@ -28,4 +30,6 @@ def build_cap_set(n: int) -> np.ndarray:
 
 def priority(el: tuple[int, ...], n: int) -> float:
     """Returns the priority with which we want to add `el` to the cap set."""
-    return 0.0
+    PARAMS = [0.0, 0.0, 0.0]
+    zeros, ones = el.count(0), el.count(1)
+    return PARAMS[0] * zeros + PARAMS[1] * ones + PARAMS[2] * zeros * ones

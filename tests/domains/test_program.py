@@ -224,6 +224,7 @@ def test_a_model_that_only_repeats_the_archive_stops_the_search(task: dict) -> N
     too (such a run used to go on until its budget of evaluations, i.e. forever)."""
     task["budget"] = {"max_evaluations": 50, "max_seconds": 0}
     task["search"]["max_fruitless_batches"] = 3
+    task["domain"]["refine"] = {"enabled": False}  # whole batches: one evaluation per child
     result = openended.run(task, lm=ScriptedLM([diff("    x = 1", "    x = 1  # same")]))
     assert result.outcome.stopped_by.startswith(
         "no child of 3 batches in a row could be evaluated (last batch: 6 duplicate; "

@@ -1,5 +1,6 @@
-"""The refine stage of program evolution: float literals tuned with a counted budget of
-evaluator calls in the real sandbox; a SIGKILL during tuning loses nothing."""
+"""The refine stage of program evolution: declared parameters (or float literals) fitted with
+a counted budget of evaluator calls in the real sandbox; a SIGKILL during fitting loses
+nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 import openended
 from openended.config import load_config
 from openended.domains.program.domain import ProgramConfig, ProgramDomain
-from openended.domains.program.refine import float_literals, substitute
+from openended.domains.program.refine import declared_parameters, float_literals, substitute
 from openended.lm.scripted import ScriptedLM
 from openended.store import RunStore, StoreError
 
@@ -65,6 +66,10 @@ def evaluate_stage1(path):
 """
 
 CHILD = 'def params():\n    """Return (a, b)."""\n    return 2.9 * 1.0, 0.5\n'
+PARAMETRIC = (
+    'def params():\n    """Return (a, b)."""\n    PARAMS = [2.9, 0.5]  # fitted\n'
+    "    return PARAMS[0] * 1.0, PARAMS[1]\n"
+)
 
 
 def test_literals_are_found_in_the_region_only_and_replaced_in_place() -> None:
@@ -78,6 +83,23 @@ def test_literals_are_found_in_the_region_only_and_replaced_in_place() -> None:
     namespace: dict = {}
     exec(changed, namespace)
     assert namespace["f"](1.0) == 0.25 + 3.0 + 3
+
+
+def test_declared_parameters_are_the_params_numbers_with_their_signs() -> None:
+    program = (
+        "PARAMS = [9.0]\n\ndef f(x):\n    PARAMS = [1, -0.5, +2e-3, x, 'a']\n"
+        "    scale: tuple = 4.5\n    return PARAMS[0] * x + 7.5\n"
+    )
+    begin = program.index("def")
+    found = declared_parameters(program, begin, len(program))
+    assert [p.value for p in found] == [1.0, -0.5, 0.002]  # not 9.0 (outside), x, 'a', 7.5
+    assert all(p.signed for p in found)
+    changed = substitute(program, found, [2.0, -1.25, 3.0])
+    assert "    PARAMS = [2.0, -1.25, 3.0, x, 'a']\n" in changed
+    assert changed.startswith("PARAMS = [9.0]\n")
+    assert declared_parameters("def f(:\n", 0, 9) == []  # not Python: nothing to fit
+    annotated = "PARAMS: list[float] = (0.5, 1.5)\n"
+    assert [p.value for p in declared_parameters(annotated, 0, len(annotated))] == [0.5, 1.5]
 
 
 @pytest.fixture
@@ -124,7 +146,9 @@ def _counting(domain: ProgramDomain) -> list[str]:
 def test_tuning_stays_in_budget_survives_failures_and_stores_what_it_evaluated(
     domain_for, method: str, cascade: bool
 ) -> None:
-    domain = domain_for({"evaluations": 10, "method": method, "step": 0.5}, cascade=cascade)
+    domain = domain_for(
+        {"evaluations": 10, "method": method, "step": 0.5, "target": "floats"}, cascade=cascade
+    )
     calls = _counting(domain)
     (evaluation,) = asyncio.run(domain.evaluate([CHILD]))
     refine = evaluation.details["refine"]
@@ -143,8 +167,28 @@ def test_tuning_stays_in_budget_survives_failures_and_stores_what_it_evaluated(
     assert again.descriptors == evaluation.descriptors
 
 
+@pytest.mark.parametrize("cascade", [False, True])
+def test_declared_parameters_are_fitted_by_default_and_recorded(domain_for, cascade) -> None:
+    domain = domain_for({}, cascade=cascade)  # the defaults: fit PARAMS
+    calls = _counting(domain)
+    plain_floats = CHILD  # float literals but no PARAMS: left alone
+    fitted, alone = asyncio.run(domain.evaluate([PARAMETRIC, plain_floats]))
+    refine = fitted.details["refine"]
+    budget = domain.config.refine.evaluations  # type: ignore[union-attr]
+    assert refine["target"] == "params" and refine["proposed_values"] == [2.9, 0.5]
+    assert refine["gain"] > 0 and refine["evaluations"] <= budget
+    a, b = refine["fitted_values"]
+    assert fitted.genome is not None and f"PARAMS = [{a!r}, {b!r}]" in fitted.genome
+    assert abs(a - 1.7) < abs(2.9 - 1.7)  # towards the optimum (stage 1 scores a alone)
+    assert fitted.evaluations == 1 + refine["evaluations"]
+    assert alone.valid and alone.genome is None and "refine" not in alone.details
+    assert len(calls) == 1 + refine["evaluations"] + 1
+    assert domain.fits_parameters is False  # the seed declares no PARAMS: prompts unchanged
+    assert "PARAMS" not in domain.prompt_context()["task"]
+
+
 def test_a_failing_region_is_left_alone_and_no_literals_means_no_tuning(domain_for) -> None:
-    domain = domain_for({"evaluations": 6})
+    domain = domain_for({"evaluations": 6, "target": "floats"})
     calls = _counting(domain)
     bad = 'def params():\n    """Return (a, b)."""\n    return 3.5, 0.5\n'
     integers = 'def params():\n    """Return (a, b)."""\n    return 2, 0\n'
@@ -159,9 +203,9 @@ RUNNER = textwrap.dedent(
     import sys
     import openended
     from openended.lm.scripted import ScriptedLM
-    from tests.domains.test_refine import literal_script
+    from tests.domains.test_refine import parameter_script
 
-    lm = ScriptedLM(literal_script, latency=0.01)
+    lm = ScriptedLM(parameter_script, latency=0.01)
     if sys.argv[1] == "run":
         openended.run(eval(sys.argv[2]), lm=lm)
     else:
@@ -170,11 +214,11 @@ RUNNER = textwrap.dedent(
 )
 
 
-def literal_script(request, sample: int) -> str:
-    """Rewrites with different float literals, a function of the request's seed."""
+def parameter_script(request, sample: int) -> str:
+    """Rewrites with different parameter values, a function of the request's seed."""
     seed = (request.seed or 0) * 31 + sample
     a, b = 0.3 + (seed % 17) / 7, -1.0 + (seed % 11) / 5
-    return f"\n    return {a:.3f}, {b:.3f}\n"
+    return f"\n    PARAMS = [{a:.3f}, {b:.3f}]\n    return PARAMS[0], PARAMS[1]\n"
 
 
 def _snapshot(run_dir: Path) -> list[tuple]:
@@ -215,7 +259,7 @@ def test_resume_after_sigkill_during_refine_gives_the_same_run(tmp_path: Path) -
         },
     }
     load_config(config)  # a valid config
-    reference = openended.run({**config, "name": "reference"}, lm=ScriptedLM(literal_script))
+    reference = openended.run({**config, "name": "reference"}, lm=ScriptedLM(parameter_script))
     expected = _snapshot(reference.run_dir)
     assert any(row[3] is not None for row in expected)  # some children were tuned
     run_dir = tmp_path / "runs" / "killed"

@@ -10,7 +10,11 @@ from openended.textfiles import read_text
 
 
 def write_best_program(run_dir: Path) -> Path:
-    """Write the best evolved program (the whole file) to ``RUN_DIR/best_program.py``."""
+    """Write the best evolved program (the whole file) to ``RUN_DIR/best_program.py``, with
+    a header comment giving its held-out test score beside the seed's (where the evaluator
+    has ``evaluate_test``)."""
+    from openended.apps.generalisation import generalisation
+
     run_dir = Path(run_dir)
     config = RunDir(run_dir).config()
     options = config.domain_options()
@@ -19,5 +23,12 @@ def write_best_program(run_dir: Path) -> Path:
     if best is None:
         raise ValueError(f"{run_dir}: the archive is empty")
     path = run_dir / "best_program.py"
-    path.write_text(region.assemble(best.genome))
+    held_out = generalisation(run_dir)
+    header = ""
+    if held_out is not None:
+        header = (
+            f"# openended: best program of {run_dir.name} (candidate {best.candidate_id}): "
+            f"{held_out.line()}\n"
+        )
+    path.write_text(header + region.assemble(best.genome))
     return path

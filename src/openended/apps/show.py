@@ -68,3 +68,29 @@ def candidate_view(run_dir: Path, candidate_id: int | None = None) -> CandidateV
                 new_name=f"candidate {record.id}",
             )
     return view
+
+
+def refine_summary(details: dict) -> str | None:
+    """What the refine stage did to a program child, in words (None when it did not run):
+    the values proposed, the values fitted, the gain and the evaluator calls it took."""
+    refine = details.get("refine")
+    if not isinstance(refine, dict):
+        return None
+    target = "PARAMS" if refine.get("target", "floats") == "params" else "float literals"
+    proposed = refine.get("proposed_values")
+    fitted = refine.get("fitted_values")
+    gain = float(refine.get("gain", 0.0))
+    calls = refine.get("evaluations", 0)
+    if proposed is None:  # a run from before the values were stored
+        return f"{target}: {refine.get('literals', 0)} tuned, gain {gain:+.6g} in {calls} calls"
+    if not proposed:
+        return f"{target}: none declared, nothing fitted"
+    outcome = (
+        f"fitted {fitted}, score {gain:+.6g}"
+        if gain > 0
+        else "kept (no fitted setting scored higher)"
+    )
+    return (
+        f"{target}: proposed {proposed}, {outcome}; {calls} evaluator calls "
+        f"({refine.get('method', '?')})"
+    )

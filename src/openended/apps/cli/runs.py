@@ -41,7 +41,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from openended.apps.show import candidate_view
+    from openended.apps.generalisation import cached_generalisation
+    from openended.apps.show import candidate_view, refine_summary
 
     view = candidate_view(args.run_dir, args.candidate_id)
     r = view.record
@@ -60,6 +61,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         markup=False,
     )
     out.print(f"parents: {list(r.parents) or 'none'}   children: {view.children or 'none'}")
+    held_out = cached_generalisation(args.run_dir)
+    if held_out is not None and r.id in (held_out.best.candidate_id, held_out.seed.candidate_id):
+        out.print(f"held-out instances: {held_out.line()}", markup=False)
     sections = [
         ("prompt", r.prompt),
         ("completion", r.completion),
@@ -78,6 +82,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             out.print(Syntax(diff.rstrip("\n"), "diff", background_color="default"))
         else:
             out.print(diff.rstrip("\n"), markup=False)
+    fitted = refine_summary(r.details or {})
+    if fitted:
+        out.rule("fitted by the refine stage")
+        out.print(fitted, markup=False)
     if r.details:
         out.rule("details")
         for key, value in sorted(r.details.items()):

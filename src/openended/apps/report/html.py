@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from openended.apps.generalisation import generalisation
 from openended.apps.report.lineage import (
     candidate_link,
     improvement_rows,
@@ -156,6 +157,9 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
     }
     if sandbox:
         summary["sandbox"] = "; ".join(_describe_sandbox(s) for s in sandbox)
+    held_out = generalisation(run_dir)
+    if held_out is not None:
+        summary["best program on held-out instances"] = held_out.line()
     parts.append(_table(pd.DataFrame({"": list(summary), "value": list(summary.values())})))
     if not batches.empty:
         plot_progress(batches, run_dir / "progress.png")

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from openended.apps.report.lineage import candidate_link, lineage_svg
-from openended.apps.show import genome_diff
+from openended.apps.show import genome_diff, refine_summary
 from openended.store.run_store import CandidateRecord, best_parent, valid_fitness
 
 PAGE_STYLE = """
@@ -114,6 +114,9 @@ def candidate_page(
                 else "<p>(the same genome)</p>"
             )
         )
+    fitted = refine_summary(r.details or {})
+    if fitted:
+        parts.append(f"<h2>Fitted by the refine stage</h2><p>{html.escape(fitted)}</p>")
     if r.details:
         details = "\n".join(f"{k}: {v}" for k, v in sorted(r.details.items()))
         parts.append(f"<h2>Details</h2><pre>{html.escape(details)}</pre>")

@@ -18,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from openended.domains.base import Axis, Evaluation
 from openended.domains.program.evaluator import ProgramEvaluator, StageOutcome
 from openended.domains.program.refine import (
+    PARAMETERS_NAME,
     RefineSettings,
-    float_literals,
+    declared_parameters,
+    rounded,
     substitute,
+    tunable_numbers,
     tune,
 )
 from openended.domains.program.region import Region, RegionError, find_region
@@ -76,7 +79,8 @@ class ProgramConfig(BaseModel):
     fitness_floor: float | None = Field(None, description="QD offset (default: from the initial)")
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     refine: RefineSettings | None = Field(
-        None, description="tune the float literals of valid children ([domain.refine])"
+        default_factory=RefineSettings,
+        description="fit the declared parameters of valid children ([domain.refine]; none: off)",
     )
 
 
@@ -194,12 +198,29 @@ class ProgramDomain:
     def prompt_dir(self) -> Path | None:
         return None
 
+    @property
+    def fits_parameters(self) -> bool:
+        """Whether children's ``PARAMS`` are fitted and the seed declares some (then the
+        prompts say so)."""
+        refine = self.config.refine
+        if refine is None or not refine.enabled or refine.target != "params":
+            return False
+        program = self.region.assemble(self.region.initial)
+        begin = len(self.region.prefix)
+        return bool(declared_parameters(program, begin, len(program) - len(self.region.suffix)))
+
     def prompt_context(self) -> Mapping[str, Any]:
         task = (
             self.config.task
             or _docstring(self.config.evaluator)
             or ("Improve the program so that the evaluator gives it a higher score.")
         )
+        if self.fits_parameters:  # LLM-SR's division of labour, told to the model
+            task = (
+                f"{task.rstrip()} The numbers in {PARAMETERS_NAME} are fitted by an optimiser "
+                f"after you write the code (the programs shown hold fitted values): write the "
+                f"structure, and use {PARAMETERS_NAME}[i] for any number worth tuning."
+            )
         return {
             "description": task,
             "task": task,
@@ -245,12 +266,13 @@ class ProgramDomain:
     async def _refined(
         self, genome: str, evaluation: Evaluation, settings: RefineSettings
     ) -> Evaluation:
-        """The child with its float literals tuned (see `openended.domains.program.refine`),
-        or the child as proposed when tuning found nothing better; either way with the
-        evaluator calls spent counted and the gain recorded."""
+        """The child with its parameters fitted (see `openended.domains.program.refine`),
+        or the child as proposed when fitting found nothing better; either way with the
+        evaluator calls spent, the proposed and fitted values and the gain recorded."""
         program = self.region.assemble(genome)
         begin = len(self.region.prefix)
-        literals = float_literals(program, begin, len(program) - len(self.region.suffix))
+        end = len(program) - len(self.region.suffix)
+        literals = tunable_numbers(program, begin, end, settings.target)
         literals = literals[: settings.max_literals]
         if not literals:
             return evaluation
@@ -289,9 +311,14 @@ class ProgramDomain:
             **evaluation.details,
             "refine": {
                 "method": settings.method,
+                "target": settings.target,
                 "literals": len(literals),
                 "evaluations": spent,
                 "gain": gain,
+                "proposed_values": [literal.value for literal in literals],
+                "fitted_values": [rounded(v) for v in result.best.values]
+                if gain > 0 and result.best is not None
+                else [literal.value for literal in literals],
             },
         }
         if tuned is None or gain <= 0:

@@ -2,7 +2,10 @@
 
 The evaluator is a Python file with ``evaluate(program_path) -> {"score": float, ...}``
 and optionally ``evaluate_stage1``, ``evaluate_stage2``, ... (cheap checks that run
-first; a candidate that fails a stage is not evaluated further). The evaluator and the
+first; a candidate that fails a stage is not evaluated further). ``evaluate`` scores the
+training instances, the only ones the search sees; an optional ``evaluate_test`` scores
+held-out instances, and runs only after a search, on its best program and its seed (the
+generalisation column of the report, ``show`` and ``best_program.py``). The evaluator and the
 candidate both run in the sandbox: the candidate is written to the worker's scratch
 folder and the evaluator imports it from there.
 """
@@ -29,6 +32,9 @@ def __openended_run(__program_text, __stage):
         __f.write(__program_text)
     return globals()[__stage](__os.path.abspath("candidate.py"))
 """
+
+
+TEST_STAGE = "evaluate_test"
 
 
 class EvaluatorError(UserError, ValueError):
@@ -61,6 +67,15 @@ def top_level_imports(source: str) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.append(node.module)
     return [n for n in dict.fromkeys(names) if n != "__future__"]
+
+
+def has_function(source: str, name: str) -> bool:
+    """Whether `source` defines a top-level function `name`."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
 
 
 def find_stages(source: str, path: Path) -> list[str]:
@@ -106,6 +121,7 @@ class ProgramEvaluator:
         self.path = Path(path)
         source = read_text(self.path, what="evaluator", error=EvaluatorError)
         self.stages = find_stages(source, self.path)
+        self.has_test = has_function(source, TEST_STAGE)
         self.source_lines = source.count("\n") + 1
         self.thresholds = list(thresholds)
         self.program = source + DRIVER
@@ -164,6 +180,13 @@ class ProgramEvaluator:
             return failed
         metrics = {k: float(v) for k, v in value.items() if _is_number(v)}
         return StageOutcome(float(value["score"]), metrics, None, stage)
+
+    async def run_test(self, program_text: str) -> StageOutcome:
+        """The program's score on the held-out instances (``evaluate_test``); never called
+        during a search."""
+        if not self.has_test:
+            raise EvaluatorError(f"{self.path}: defines no `{TEST_STAGE}(program_path)`")
+        return await self.run_stage(program_text, TEST_STAGE)
 
     async def run(self, program_text: str) -> StageOutcome:
         metrics: dict[str, float] = {}

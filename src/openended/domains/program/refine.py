@@ -1,6 +1,11 @@
 """Tune the float literals of an evolved program with a small, counted budget of evaluator
 calls: the language model proposes the structure, a numeric optimiser fits the numbers.
 
+What is tuned: by default the numbers a program declares as parameters, in a
+``PARAMS = [...]`` assignment inside the evolved region (module level or in the evolved
+function); a program that declares none is left alone. ``target = "floats"`` tunes every
+float literal of the region instead.
+
 This is the program-evolution counterpart of fitting an equation skeleton's parameters
 (LLM-SR, Shojaee et al. 2024, arXiv 2404.18400); FunSearch (Romera-Paredes et al. 2024) and
 AlphaEvolve (Novikov et al. 2025) report that evolved heuristics are sensitive to their
@@ -34,25 +39,47 @@ class RefineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(True, description="tune the float literals of every valid child")
+    enabled: bool = Field(True, description="fit the parameters of every valid child")
+    target: Literal["params", "floats"] = Field(
+        "params",
+        description="what to fit: the numbers in a PARAMS = [...] list of the evolved region "
+        "(programs without one are left alone), or every float literal of the region",
+    )
     evaluations: int = Field(
         12, ge=2, description="evaluator calls per child for tuning (counted by the budget)"
     )
     method: Literal["nelder-mead", "cma"] = Field("nelder-mead", description="the optimiser")
-    max_literals: int = Field(8, ge=1, description="tune at most this many literals (the first)")
+    max_literals: int = Field(
+        8, ge=1, description="fit at most this many parameters or literals (the first)"
+    )
     step: float = Field(
         0.25, gt=0, description="first step, relative to each literal (absolute for 0.0)"
     )
     seed: int = Field(0, description="seed of CMA-ES (mixed with the program's hash)")
 
 
+PARAMETERS_NAME = "PARAMS"
+
+
 @dataclass(frozen=True)
 class FloatLiteral:
-    """A float constant at `start:end` (character offsets) in a program's text."""
+    """A numeric constant at `start:end` (character offsets) in a program's text.
+
+    `signed`: the span includes the number's sign (a ``PARAMS`` entry such as ``-0.5``),
+    so a negative value needs no brackets."""
 
     start: int
     end: int
     value: float
+    signed: bool = False
+
+
+def tunable_numbers(program: str, begin: int, end: int, target: str) -> list[FloatLiteral]:
+    """What the refine stage fits in `program[begin:end]`: its declared parameters
+    (``target="params"``) or its float literals (``"floats"``)."""
+    if target == "params":
+        return declared_parameters(program, begin, end)
+    return float_literals(program, begin, end)
 
 
 def float_literals(program: str, begin: int, end: int) -> list[FloatLiteral]:
@@ -61,9 +88,7 @@ def float_literals(program: str, begin: int, end: int) -> list[FloatLiteral]:
         tree = ast.parse(program)
     except SyntaxError:
         return []
-    line_starts = [0]
-    for line in program.splitlines(keepends=True):
-        line_starts.append(line_starts[-1] + len(line))
+    line_starts = _line_starts(program)
     found = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Constant) and type(node.value) is float):
@@ -77,6 +102,56 @@ def float_literals(program: str, begin: int, end: int) -> list[FloatLiteral]:
     return sorted(found, key=lambda literal: literal.start)
 
 
+def _number(node: ast.expr) -> float | None:
+    """The value of a numeric literal, signed or not (``2``, ``-0.5``, ``+1e-3``)."""
+    sign = 1.0
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
+        node = node.operand
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        value = sign * float(node.value)
+        return value if math.isfinite(value) else None
+    return None
+
+
+def declared_parameters(program: str, begin: int, end: int) -> list[FloatLiteral]:
+    """The numbers of the ``PARAMS = [...]`` (or tuple) assignments whose text lies within
+    `begin:end`, in order. Entries that are not numeric literals are not parameters."""
+    try:
+        tree = ast.parse(program)
+    except SyntaxError:
+        return []
+    line_starts = _line_starts(program)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if not any(isinstance(t, ast.Name) and t.id == PARAMETERS_NAME for t in targets):
+            continue
+        if not isinstance(value, ast.List | ast.Tuple):
+            continue
+        for element in value.elts:
+            number = _number(element)
+            if number is None or element.end_lineno is None:
+                continue
+            start = _offset(program, line_starts, element.lineno, element.col_offset)
+            stop = _offset(program, line_starts, element.end_lineno, element.end_col_offset or 0)
+            if begin <= start and stop <= end:
+                found.append(FloatLiteral(start, stop, number, signed=True))
+    return sorted(found, key=lambda literal: literal.start)
+
+
+def _line_starts(program: str) -> list[int]:
+    starts = [0]
+    for line in program.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    return starts
+
+
 def _offset(program: str, line_starts: list[int], line: int, utf8_column: int) -> int:
     """A character offset from ast's (line, UTF-8 byte column)."""
     start = line_starts[line - 1]
@@ -84,13 +159,19 @@ def _offset(program: str, line_starts: list[int], line: int, utf8_column: int) -
     return start + len(text.encode()[:utf8_column].decode(errors="ignore"))
 
 
+def rounded(value: float) -> float:
+    """`value` as a tuned program shows it: 6 significant digits."""
+    return float(f"{value:.6g}")
+
+
 def substitute(program: str, literals: Sequence[FloatLiteral], values: Sequence[float]) -> str:
     """`program` with each literal replaced by its new value, rounded to 6 significant
-    digits (negative ones in brackets)."""
+    digits (negative ones in brackets, unless the literal's span holds its sign)."""
     out, position = [], 0
     for literal, value in zip(literals, values, strict=True):
-        text = repr(float(f"{value:.6g}"))  # what the tuned program shows: 6 digits
-        out += [program[position : literal.start], f"({text})" if value < 0 else text]
+        text = repr(rounded(value))
+        bracket = value < 0 and not literal.signed
+        out += [program[position : literal.start], f"({text})" if bracket else text]
         position = literal.end
     return "".join(out) + program[position:]
 
