@@ -282,3 +282,13 @@ def test_resume_after_sigkill_during_refine_gives_the_same_run(tmp_path: Path) -
     )
     assert resumed.returncode == 0
     assert _snapshot(run_dir) == expected
+
+
+def test_children_that_differ_only_in_their_parameters_are_one_structure(domain_for) -> None:
+    domain = domain_for({})
+    other_values = PARAMETRIC.replace("[2.9, 0.5]", "[1.0, -3.0]")
+    other_structure = PARAMETRIC.replace("PARAMS[0] * 1.0", "PARAMS[0] * 2.0")
+    assert domain.fingerprint(PARAMETRIC) == domain.fingerprint(other_values)
+    assert domain.fingerprint(PARAMETRIC) != domain.fingerprint(other_structure)
+    plain = domain_for({"enabled": False})  # nothing fits them: the values matter
+    assert plain.fingerprint(PARAMETRIC) != plain.fingerprint(other_values)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import re
 import textwrap
@@ -94,8 +95,10 @@ def strip_code(text: str) -> str:
     return (fenced.group(1) if fenced else text).strip("\n")
 
 
-def normalised_ast(code: str) -> str | None:
-    """A fingerprint that ignores formatting, comments, docstrings and local names."""
+def normalised_ast(code: str, *, ignore_parameters: bool = False) -> str | None:
+    """A fingerprint that ignores formatting, comments, docstrings and local names (and,
+    with `ignore_parameters`, the numbers of ``PARAMS = [...]``, which the refine stage
+    fits: programs that differ only there are one structure)."""
     try:
         tree = ast.parse(textwrap.dedent(code))
     except SyntaxError:
@@ -106,6 +109,13 @@ def normalised_ast(code: str) -> str | None:
         def visit_Expr(self, node: ast.Expr) -> ast.AST | None:
             if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                 return None
+            return self.generic_visit(node)
+
+        def visit_Assign(self, node: ast.Assign) -> ast.AST:
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            parameters = ignore_parameters and PARAMETERS_NAME in names
+            if parameters and isinstance(node.value, ast.List | ast.Tuple):
+                node.value.elts = [ast.Constant(0.0) for _ in node.value.elts]
             return self.generic_visit(node)
 
         def visit_Name(self, node: ast.Name) -> ast.AST:
@@ -199,11 +209,16 @@ class ProgramDomain:
         return None
 
     @property
+    def refines_parameters(self) -> bool:
+        """Whether the refine stage fits children's ``PARAMS``."""
+        refine = self.config.refine
+        return refine is not None and refine.enabled and refine.target == "params"
+
+    @functools.cached_property
     def fits_parameters(self) -> bool:
         """Whether children's ``PARAMS`` are fitted and the seed declares some (then the
         prompts say so)."""
-        refine = self.config.refine
-        if refine is None or not refine.enabled or refine.target != "params":
+        if not self.refines_parameters:
             return False
         program = self.region.assemble(self.region.initial)
         begin = len(self.region.prefix)
@@ -254,16 +269,17 @@ class ProgramDomain:
         return None if self.validate(genome) else genome
 
     def fingerprint(self, genome: str) -> str | None:
-        return normalised_ast(genome) or hashlib.sha1(" ".join(genome.split()).encode()).hexdigest()
+        key = normalised_ast(genome, ignore_parameters=self.refines_parameters)
+        return key or hashlib.sha1(" ".join(genome.split()).encode()).hexdigest()
 
     async def _evaluate_one(self, genome: str) -> Evaluation:
         evaluation, _ = await self._scored(genome)
         refine = self.config.refine
         if refine is None or not refine.enabled or not evaluation.valid:
             return evaluation
-        return await self._refined(genome, evaluation, refine)
+        return await self.refine(genome, evaluation, refine)
 
-    async def _refined(
+    async def refine(
         self, genome: str, evaluation: Evaluation, settings: RefineSettings
     ) -> Evaluation:
         """The child with its parameters fitted (see `openended.domains.program.refine`),
