@@ -292,3 +292,15 @@ def test_children_that_differ_only_in_their_parameters_are_one_structure(domain_
     assert domain.fingerprint(PARAMETRIC) != domain.fingerprint(other_structure)
     plain = domain_for({"enabled": False})  # nothing fits them: the values matter
     assert plain.fingerprint(PARAMETRIC) != plain.fingerprint(other_values)
+
+
+def test_a_params_list_too_short_for_the_code_is_lengthened_with_zeros(domain_for) -> None:
+    domain = domain_for({"evaluations": 4})
+    short = PARAMETRIC.replace("PARAMS[0] * 1.0", "PARAMS[0] + PARAMS[3]")
+    (evaluation,) = asyncio.run(domain.evaluate([short]))
+    assert evaluation.valid, evaluation.feedback  # not an IndexError
+    assert evaluation.genome is not None and "PARAMS[3]" in evaluation.genome
+    assert evaluation.details["refine"]["proposed_values"] == [2.9, 0.5, 0.0, 0.0]
+    off = domain_for({"enabled": False})  # no fitting: the program is left as written
+    (failed,) = asyncio.run(off.evaluate([short]))
+    assert not failed.valid and "IndexError" in (failed.feedback or "")

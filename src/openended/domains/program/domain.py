@@ -21,6 +21,7 @@ from openended.domains.program.evaluator import ProgramEvaluator, StageOutcome
 from openended.domains.program.refine import (
     PARAMETERS_NAME,
     RefineSettings,
+    complete_parameters,
     declared_parameters,
     rounded,
     substitute,
@@ -273,11 +274,17 @@ class ProgramDomain:
         return key or hashlib.sha1(" ".join(genome.split()).encode()).hexdigest()
 
     async def _evaluate_one(self, genome: str) -> Evaluation:
-        evaluation, _ = await self._scored(genome)
+        completed = complete_parameters(genome) if self.refines_parameters else genome
+        evaluation, _ = await self._scored(completed)
+        if completed != genome:  # stored as the genome; the model's text as proposed
+            evaluation = dataclasses.replace(evaluation, genome=completed)
         refine = self.config.refine
         if refine is None or not refine.enabled or not evaluation.valid:
             return evaluation
-        return await self.refine(genome, evaluation, refine)
+        refined = await self.refine(completed, evaluation, refine)
+        if refined.genome is None and completed != genome:
+            refined = dataclasses.replace(refined, genome=completed)
+        return refined
 
     async def refine(
         self, genome: str, evaluation: Evaluation, settings: RefineSettings

@@ -145,6 +145,56 @@ def declared_parameters(program: str, begin: int, end: int) -> list[FloatLiteral
     return sorted(found, key=lambda literal: literal.start)
 
 
+def complete_parameters(code: str, *, most: int = 8) -> str:
+    """`code` with its ``PARAMS`` list extended by zeros to the largest index the code reads
+    (``PARAMS[4]``, or ``a, b, c = PARAMS``), at most `most` entries more.
+
+    Small models add a term ``PARAMS[3] * x`` and forget to lengthen the list; the program
+    would fail with an IndexError. A zero starts the new term switched off, and the refine
+    stage fits it."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    lists = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == PARAMETERS_NAME for t in node.targets)
+        and isinstance(node.value, ast.List | ast.Tuple)
+    ]
+    if len(lists) != 1 or lists[0].end_lineno is None:
+        return code  # none, or several: nothing to say which one the reads mean
+    needed = 0
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == PARAMETERS_NAME
+            and isinstance(node.slice, ast.Constant)
+            and type(node.slice.value) is int
+        ):
+            needed = max(needed, node.slice.value + 1)
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == PARAMETERS_NAME
+            and isinstance(node.targets[0], ast.Tuple)
+        ):
+            needed = max(needed, len(node.targets[0].elts))
+    target = lists[0]
+    missing = min(needed - len(target.elts), most)
+    if missing <= 0:
+        return code
+    line_starts = _line_starts(code)
+    end = _offset(code, line_starts, target.end_lineno, target.end_col_offset or 0) - 1
+    separator = ", " if target.elts else ""
+    added = separator + ", ".join(["0.0"] * missing)
+    if isinstance(target, ast.Tuple) and code[end] != ")":
+        return code  # a bare tuple (PARAMS = 1.0, 2.0): left as it is
+    return code[:end].rstrip().rstrip(",") + added + code[end:]
+
+
 def _line_starts(program: str) -> list[int]:
     starts = [0]
     for line in program.splitlines(keepends=True):
