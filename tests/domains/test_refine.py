@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import openended
+from openended.apps.show import refine_summary
 from openended.config import load_config
 from openended.domains.program.domain import ProgramConfig, ProgramDomain
 from openended.domains.program.refine import declared_parameters, float_literals, substitute
@@ -181,6 +182,8 @@ def test_declared_parameters_are_fitted_by_default_and_recorded(domain_for, casc
     assert fitted.genome is not None and f"PARAMS = [{a!r}, {b!r}]" in fitted.genome
     assert abs(a - 1.7) < abs(2.9 - 1.7)  # towards the optimum (stage 1 scores a alone)
     assert fitted.evaluations == 1 + refine["evaluations"]
+    summary = refine_summary(dict(fitted.details))  # what show and the candidate page print
+    assert summary is not None and "proposed [2.9, 0.5]" in summary and f"fitted [{a!r}" in summary
     assert alone.valid and alone.genome is None and "refine" not in alone.details
     assert len(calls) == 1 + refine["evaluations"] + 1
     assert domain.fits_parameters is False  # the seed declares no PARAMS: prompts unchanged
@@ -202,6 +205,7 @@ RUNNER = textwrap.dedent(
     """
     import sys
     import openended
+from openended.apps.show import refine_summary
     from openended.lm.scripted import ScriptedLM
     from tests.domains.test_refine import parameter_script
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from ribs.archives import ArchiveBase, CVTArchive, GridArchive
 
 from openended.archive.elite import Elite
 from openended.domains.base import Axis
+
+if TYPE_CHECKING:
+    from ribs.archives import ArchiveBase
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class Archive:
             seed=seed,
             extra_fields={"candidate_id": ((), np.int64)},
         )
+        # imported here: pyribs imports torch and scikit-learn when they are installed (450 MB
+        # of memory and seconds of start-up that `solve`, `show` and the rest do not need)
+        from ribs.archives import CVTArchive, GridArchive
+
         self._ribs: ArchiveBase
         if kind == "grid":
             self._ribs = GridArchive(dims=[a.bins for a in self.axes], **common)  # type: ignore[arg-type]

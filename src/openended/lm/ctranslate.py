@@ -43,6 +43,7 @@ from openended.lm.memory import (
     limit_malloc_arenas,
     release_freed_memory,
 )
+from openended.lm.tokenizer import generation_eos_ids, load_tokenizer
 
 
 class UnsupportedSamplingError(UserError, ValueError):
@@ -120,8 +121,6 @@ class CTranslate2LM:
         int8_levels: int = INT8_LEVELS,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        from transformers import AutoTokenizer, GenerationConfig
-
         self.source = Path(source)
         self.scheme = weight_scheme(compute_type, int8_levels)
         self.model_id = f"{model_id or source} [ctranslate2 {self.scheme}]"
@@ -142,13 +141,8 @@ class CTranslate2LM:
             self._make_generator, self.threads, prefetch=self.weights_bytes <= PREFETCH_MAX_BYTES
         )
         self._streams = ThreadPoolExecutor(self.threads, thread_name_prefix="ct2-stream")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-        eos: set[int] = set()
-        try:
-            configured = GenerationConfig.from_pretrained(self.source).eos_token_id
-            eos |= set(configured if isinstance(configured, list) else [configured])
-        except OSError:
-            pass
+        self.tokenizer = load_tokenizer(self.source)  # without transformers (and torch)
+        eos = generation_eos_ids(self.source)
         if self.tokenizer.eos_token_id is not None:
             eos.add(self.tokenizer.eos_token_id)
         self.eos_ids = frozenset(int(i) for i in eos if i is not None)
