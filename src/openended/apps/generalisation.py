@@ -25,7 +25,6 @@ from openended.domains.program.evaluator import (
 )
 from openended.domains.program.region import find_region
 from openended.run_dir import RunDir
-from openended.sandbox import Limits
 from openended.textfiles import read_text
 
 SCORES_NAME = "test_scores.json"
@@ -109,12 +108,7 @@ def generalisation(run_dir: Path) -> Generalisation | None:
     sandbox = options.sandbox
     evaluator = ProgramEvaluator(
         options.evaluator,
-        limits=Limits(
-            wall_seconds=sandbox.wall_seconds,
-            cpu_seconds=sandbox.cpu_seconds,
-            memory_mb=sandbox.memory_mb,
-            max_processes=sandbox.max_processes,
-        ),
+        limits=sandbox.limits(),
         workers=2,
         thresholds=(),
         isolation=sandbox.isolation,

@@ -63,6 +63,15 @@ class SandboxSettings(BaseModel):
     max_processes: int = Field(32, ge=1)
     isolation: str = Field("auto", pattern="^(auto|bwrap|rlimits|inprocess)$")
 
+    def limits(self) -> Limits:
+        """The sandbox limits of each evaluator stage."""
+        return Limits(
+            wall_seconds=self.wall_seconds,
+            cpu_seconds=self.cpu_seconds,
+            memory_mb=self.memory_mb,
+            max_processes=self.max_processes,
+        )
+
 
 class ProgramConfig(BaseModel):
     """Options of the ``[domain]`` table for ``name = "program"``."""
@@ -156,12 +165,7 @@ class ProgramDomain:
         s = config.sandbox
         self.evaluator = ProgramEvaluator(
             config.evaluator,
-            limits=Limits(
-                wall_seconds=s.wall_seconds,
-                cpu_seconds=s.cpu_seconds,
-                memory_mb=s.memory_mb,
-                max_processes=s.max_processes,
-            ),
+            limits=s.limits(),
             workers=config.workers,
             thresholds=config.cascade_thresholds,
             isolation=s.isolation,

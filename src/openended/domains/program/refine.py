@@ -84,22 +84,15 @@ def tunable_numbers(program: str, begin: int, end: int, target: str) -> list[Flo
 
 def float_literals(program: str, begin: int, end: int) -> list[FloatLiteral]:
     """The finite float literals of `program` whose text lies within `begin:end`."""
-    try:
-        tree = ast.parse(program)
-    except SyntaxError:
-        return []
-    line_starts = _line_starts(program)
-    found = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Constant) and type(node.value) is float):
-            continue
-        if not math.isfinite(node.value) or node.end_lineno is None:
-            continue
-        start = _offset(program, line_starts, node.lineno, node.col_offset)
-        stop = _offset(program, line_starts, node.end_lineno, node.end_col_offset or 0)
-        if begin <= start and stop <= end:
-            found.append(FloatLiteral(start, stop, node.value))
-    return sorted(found, key=lambda literal: literal.start)
+    tree = _parsed(program)
+    nodes = [
+        node
+        for node in (ast.walk(tree) if tree is not None else ())
+        if isinstance(node, ast.Constant)
+        and type(node.value) is float
+        and math.isfinite(node.value)
+    ]
+    return _within(program, [(node, float(node.value), False) for node in nodes], begin, end)
 
 
 def _number(node: ast.expr) -> float | None:
@@ -117,13 +110,9 @@ def _number(node: ast.expr) -> float | None:
 def declared_parameters(program: str, begin: int, end: int) -> list[FloatLiteral]:
     """The numbers of the ``PARAMS = [...]`` (or tuple) assignments whose text lies within
     `begin:end`, in order. Entries that are not numeric literals are not parameters."""
-    try:
-        tree = ast.parse(program)
-    except SyntaxError:
-        return []
-    line_starts = _line_starts(program)
-    found = []
-    for node in ast.walk(tree):
+    tree = _parsed(program)
+    found: list[tuple[ast.expr, float, bool]] = []
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -136,12 +125,32 @@ def declared_parameters(program: str, begin: int, end: int) -> list[FloatLiteral
             continue
         for element in value.elts:
             number = _number(element)
-            if number is None or element.end_lineno is None:
-                continue
-            start = _offset(program, line_starts, element.lineno, element.col_offset)
-            stop = _offset(program, line_starts, element.end_lineno, element.end_col_offset or 0)
-            if begin <= start and stop <= end:
-                found.append(FloatLiteral(start, stop, number, signed=True))
+            if number is not None:
+                found.append((element, number, True))
+    return _within(program, found, begin, end)
+
+
+def _parsed(program: str) -> ast.Module | None:
+    try:
+        return ast.parse(program)
+    except SyntaxError:
+        return None
+
+
+def _within(
+    program: str, nodes: list[tuple[ast.expr, float, bool]], begin: int, end: int
+) -> list[FloatLiteral]:
+    """The (node, value, signed) numbers whose text lies within `begin:end`, as literals
+    with their character spans, in order."""
+    line_starts = _line_starts(program)
+    found = []
+    for node, value, signed in nodes:
+        if node.end_lineno is None:
+            continue
+        start = _offset(program, line_starts, node.lineno, node.col_offset)
+        stop = _offset(program, line_starts, node.end_lineno, node.end_col_offset or 0)
+        if begin <= start and stop <= end:
+            found.append(FloatLiteral(start, stop, value, signed))
     return sorted(found, key=lambda literal: literal.start)
 
 
@@ -152,9 +161,8 @@ def complete_parameters(code: str, *, most: int = 8) -> str:
     Small models add a term ``PARAMS[3] * x`` and forget to lengthen the list; the program
     would fail with an IndexError. A zero starts the new term switched off, and the refine
     stage fits it."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
+    tree = _parsed(code)
+    if tree is None:
         return code
     lists = [
         node.value
