@@ -193,6 +193,11 @@ def test_funsearch_prompt(task: dict) -> None:
         assert "# An improved version, different from the versions above:" in rewrite
         alone = ops["rewrite"].select_parents(parents[:1], np.random.default_rng(0))
         assert "already found" not in ops["rewrite"].request(alone, seed=0).prompt
+        assert "measurements" not in rewrite  # no metrics beyond the score: no line
+        measured = Elite(3, parents[0].genome, 3.0, (1.0, 0.0), {"score": 3.0, "raw": 12.5})
+        for name in ("diff", "rewrite"):
+            prompt = ops[name].request([measured], seed=0).prompt
+            assert "# Its evaluator's measurements: raw 12.5\n" in prompt
     finally:
         domain.close()
 

@@ -38,6 +38,13 @@ def trim_function_body(header: str, completion: str) -> str | None:
     return None
 
 
+def metrics_line(elite: Elite, *, most: int = 6) -> str:
+    """The evaluator's metrics of `elite` other than its score, for a prompt
+    (``weibull_excess_pct 4.96, uniform_excess_pct 5.41``; '' when there are none)."""
+    shown = [(k, v) for k, v in elite.metrics.items() if k != "score"][:most]
+    return ", ".join(f"{k} {v:.4g}" for k, v in shown)
+
+
 class ProgramOperator(Operator):
     """An operator that edits a program region: its domain must be a `ProgramDomain`."""
 
@@ -69,7 +76,10 @@ class DiffMutation(ProgramOperator):
             for line in parents[0].genome.splitlines()
             if line.strip() and not line.strip().startswith(("#", '"""', "def "))
         ]
-        return {"example": max(lines, key=len) if lines else "pass"}
+        return {
+            "example": max(lines, key=len) if lines else "pass",
+            "metrics": metrics_line(parents[0]),
+        }
 
     def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
         text = completion
@@ -104,7 +114,11 @@ class FullRewrite(ProgramOperator):
         return [parent, pick_one(others, rng)]
 
     def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
-        return {"header": self.domain.region.header, "found": list(parents[1:])}
+        return {
+            "header": self.domain.region.header,
+            "found": list(parents[1:]),
+            "metrics": metrics_line(parents[0]),
+        }
 
     def parse(self, completion: str, parents: Sequence[Elite]) -> Parsed:
         region = self.domain.region
