@@ -238,6 +238,20 @@ def test_a_model_that_only_repeats_the_archive_stops_the_search(task: dict) -> N
     assert sum(row[4] == "duplicate" for row in stored) == 3 * 6  # nothing after the stop
 
 
+def test_a_resumed_run_continues_the_fruitless_streak(task: dict) -> None:
+    """Stopping rules count batches across sessions: a run resumed after 2 fruitless
+    batches stops after the 3rd, as the same run without the break does."""
+    task["search"]["max_fruitless_batches"] = 3
+    task["domain"]["refine"] = {"enabled": False}
+    task["budget"] = {"max_evaluations": 0, "max_lm_calls": 2, "max_seconds": 0}
+    repeat = ScriptedLM([diff("    x = 1", "    x = 1  # same")])
+    first = openended.run(task, lm=repeat)
+    assert first.outcome.stopped_by.startswith("budget: LM calls")
+    resumed = openended.resume(first.run_dir, lm=repeat, overrides=["budget.max_lm_calls=10"])
+    assert resumed.outcome.stopped_by.startswith("no child of 3 batches in a row")
+    assert max(row[0] for row in rows(first.run_dir)) == 1 + 3 * 6  # the seed, 3 batches
+
+
 def test_the_last_error_of_a_parent_reaches_the_next_prompt(task: dict) -> None:
     task["budget"]["max_lm_calls"] = 8
     lm = ScriptedLM(scripted)

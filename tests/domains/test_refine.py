@@ -205,7 +205,6 @@ RUNNER = textwrap.dedent(
     """
     import sys
     import openended
-from openended.apps.show import refine_summary
     from openended.lm.scripted import ScriptedLM
     from tests.domains.test_refine import parameter_script
 

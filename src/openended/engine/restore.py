@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from openended.archive.archive import Archive
 from openended.domains.base import Axis
@@ -60,3 +60,17 @@ def insert_batches(archive: Archive, records: Iterable[CandidateRecord]) -> None
     a cell within one batch differently from across batches)."""
     for batch in group_by_batch(records):
         insert_records(archive, batch)
+
+
+def trailing_batches(
+    records: Iterable[CandidateRecord], predicate: Callable[[list[CandidateRecord]], bool]
+) -> int:
+    """How many of the last child batches (batch 0, the seeds, aside) in a row satisfy
+    `predicate`: the streaks a search's stopping rules count, as a resume finds them."""
+    batches = [b for b in group_by_batch(records) if b[0].batch]
+    count = 0
+    for batch in reversed(batches):
+        if not predicate(batch):
+            break
+        count += 1
+    return count

@@ -35,6 +35,7 @@ from openended.domains.base import (
 from openended.engine.bandit import OperatorBandit
 from openended.engine.budget import Budget, Usage
 from openended.engine.population import Population
+from openended.engine.restore import trailing_batches
 from openended.errors import InfrastructureError, UserError
 from openended.executor.base import Evaluator, LocalEvaluator
 from openended.lm.base import GenerationRequest, GenerationResult, LanguageModel
@@ -163,6 +164,8 @@ class Search:
         self._session_start = time.perf_counter()
         self._elapsed_before = 0.0
         self._next_id = 1
+        self._fruitless_before = 0  # batches in a row with no child evaluated, on resume
+        self._failed_before = 0  # batches in a row the model failed entirely, on resume
         store.set_meta(
             "archive",
             {
@@ -200,7 +203,15 @@ class Search:
             return None
         replay: list[CandidateRecord] = []
         early: list[CandidateRecord] = []
-        for record in store.candidates():
+        records = list(store.candidates())
+        # the stopping rules' streaks continue where the last session left them
+        self._fruitless_before = trailing_batches(
+            records, lambda b: not any(r.status in (Status.VALID, Status.INVALID) for r in b)
+        )
+        self._failed_before = trailing_batches(
+            records, lambda b: all(r.status == Status.LM_ERROR for r in b)
+        )
+        for record in records:
             (replay if record.batch == last and last > 0 else early).append(record)
         self.population.absorb_all(early)
         self.bandit.observe(early)
@@ -493,7 +504,7 @@ class Search:
         async def produce() -> None:
             nonlocal stopped_by
             index = first_index
-            failed_batches = 0
+            failed_batches = self._failed_before
             per_child = evaluations_per_child(self.domain)
             try:
                 while True:
@@ -549,7 +560,7 @@ class Search:
 
         async def consume() -> None:
             nonlocal stopped_by, halted
-            fruitless_batches = 0
+            fruitless_batches = self._fruitless_before
             if replay is not None:
                 await self._wait(lambda: self._release >= replay.index)
                 self._insert(replay.index, replay.records)
