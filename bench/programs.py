@@ -133,31 +133,43 @@ def model_arm(example: str, seed: int, args: argparse.Namespace, refine: bool) -
 
 def refine_arm(example: str, seed: int, evaluations: int) -> dict[str, Any]:
     """CMA-ES on the seed's PARAMS with `evaluations` evaluator calls (the seed's own
-    evaluation included)."""
+    evaluation included), restarted from the best so far while calls are left (CMA-ES stops
+    early on flat scores)."""
     from openended.domains.program.refine import RefineSettings
 
     start = time.perf_counter()
     domain = domain_for(example)
     try:
         genome = domain.region.initial
-        (seed_evaluation,) = asyncio.run(domain.evaluate([genome]))
-        settings = RefineSettings(evaluations=max(2, evaluations - 1), method="cma", seed=seed)
-        tuned = asyncio.run(domain.refine(genome, seed_evaluation, settings))
-        best = tuned.genome or genome
-        best_test, seed_test = asyncio.run(test_scores(domain, [best, genome]))
-        spent = tuned.evaluations
+        seed_evaluation = domain.seed_evaluation  # as written: this arm does the fitting
+        best_genome, best = genome, seed_evaluation
+        spent, restart = 1, 0
+        while evaluations - spent >= 2:
+            settings = RefineSettings(
+                evaluations=evaluations - spent, method="cma", seed=seed * 1000 + restart
+            )
+            tuned = asyncio.run(domain.refine(best_genome, best, settings))
+            used = tuned.evaluations - 1
+            spent += used
+            restart += 1
+            if tuned.genome is not None:
+                best_genome, best = tuned.genome, tuned
+            if used == 0:
+                break  # nothing to fit
+        best_test, seed_test = asyncio.run(test_scores(domain, [best_genome, genome]))
     finally:
         domain.close()
+    improved = best_genome != genome
     return {
-        "best_train": score_of(tuned),
+        "best_train": score_of(best),
         "best_test": best_test,
         "seed_train": score_of(seed_evaluation),
         "seed_test": seed_test,
-        "children": 1,
-        "valid_children": 1,
-        "improving_children": int(tuned.genome is not None),
-        "improving_by": {"refine": 1} if tuned.genome is not None else {},
-        "refined_gains": int(tuned.genome is not None),
+        "children": restart,
+        "valid_children": restart,
+        "improving_children": int(improved),
+        "improving_by": {"refine": 1} if improved else {},
+        "refined_gains": int(improved),
         "evaluations": spent,
         "lm_calls": 0,
         "seconds": time.perf_counter() - start,
@@ -174,15 +186,18 @@ def ast_arm(example: str, seed: int, evaluations: int, batch_size: int) -> dict[
     domain = domain_for(example)
     try:
         seed_genome = domain.region.initial
-        (seed_evaluation,) = asyncio.run(domain.evaluate([seed_genome]))
-        population = [(score_of(seed_evaluation), seed_genome)]
+        seed_evaluation = domain.seed_evaluation
+        (fitted_seed,) = asyncio.run(domain.evaluate([seed_genome]))  # as the engine does
+        population = [(score_of(fitted_seed), fitted_seed.genome or seed_genome)]
         seen = {domain.fingerprint(seed_genome)}
-        spent, children, valid, better = 1, 0, 0, Counter()
+        spent, children, valid, better = fitted_seed.evaluations, 0, 0, Counter()
+        per_child = domain.max_evaluations_per_child
         while spent < evaluations:
             ranked = sorted(population, key=lambda p: p[0], reverse=True)[:batch_size]
+            size = max(1, min(batch_size, (evaluations - spent) // per_child))
             batch: list[tuple[float, str, str]] = []
-            for _ in range(batch_size * 4):
-                if len(batch) == batch_size:
+            for _ in range(size * 4):
+                if len(batch) == size:
                     break
                 parent_score, parent = ranked[int(rng.integers(len(ranked)))]
                 edited = random_edit(parent, rng)
@@ -248,7 +263,7 @@ def run_one(example: str, seed: int, arm: str, args: argparse.Namespace) -> dict
     result.update(example=example, seed=seed, arm=arm)
     path.write_text(json.dumps(result, indent=1))
     print(
-        f"  best train {result['best_train']:.6g} (seed {result['seed_train']:.6g}), test "
+        f"  best train {result['best_train']} (seed {result['seed_train']}), test "
         f"{result['best_test']} (seed {result['seed_test']}); "
         f"{result['improving_children']}/{result['valid_children']} valid children improved; "
         f"{result['evaluations']} evaluations, {result['seconds']:.0f} s",
@@ -299,7 +314,7 @@ def summarise(results: list[dict[str, Any]], examples: list[str], seeds: list[in
         gains = [
             [(r["best_test"] - r["seed_test"]) / max(abs(r["seed_test"]), 1e-9) for r in pair]
             for pair in pairs
-            if all(r["best_test"] is not None for r in pair)
+            if all(r["best_test"] is not None and r["seed_test"] is not None for r in pair)
         ]
         if len(gains) >= 2:
             interval = paired_difference([g[0] for g in gains], [g[1] for g in gains])

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -36,6 +36,9 @@ from openended.store.run_store import BatchMetrics, RunStore, StoreError, write_
 
 RESUMABLE = ("budget", "model", "executor")
 """What a resume may change: the rest defines the problem the stored candidates solved."""
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -269,18 +272,18 @@ def _run_search(
                 loop.remove_signal_handler(number)
 
     try:
-        return _run_loop(main)  # (never on a running loop: see `_off_the_loop`)
+        return _run_loop(main)  # (never on a running loop: see `off_the_loop`)
     except asyncio.CancelledError:
         raise RunInterrupted(run_dir, received[-1] if received else "a signal") from None
 
 
-def _off_the_loop(function: Callable[..., RunResult]) -> Callable[..., RunResult]:
+def off_the_loop(function: Callable[..., T]) -> Callable[..., T]:
     """Where this thread already runs an event loop (a notebook), call `function` in a
     helper thread and wait for it: the domain may run a loop of its own while it is built
     (the program domain scores its seed), and the search runs its own."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> RunResult:
+    def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -324,7 +327,7 @@ def _run_loop(main: Callable[[], Any]) -> Any:
             loop.close()  # after a cancellation: the executor is shut down without waiting
 
 
-@_off_the_loop
+@off_the_loop
 def run(
     config: Config | Mapping[str, Any] | str | Path | None = None,
     *,
@@ -380,7 +383,7 @@ async def aresume(run_dir: Path | str, **kwargs: Any) -> RunResult:
     return await asyncio.to_thread(resume, run_dir, **kwargs)
 
 
-@_off_the_loop
+@off_the_loop
 def resume(
     run_dir: Path | str,
     *,

@@ -11,7 +11,7 @@ from pathlib import Path
 import openended
 from openended.apps.cli.main import main as cli_main
 from openended.apps.evolve import write_best_program
-from openended.apps.generalisation import SCORES_NAME, generalisation
+from openended.apps.generalisation import SCORES_NAME, generalisation, held_out_line
 from openended.apps.report import write_report
 from openended.domains.program.evaluator import ProgramEvaluator
 from openended.lm.scripted import ScriptedLM
@@ -90,9 +90,37 @@ def test_the_test_split_is_scored_only_for_the_best_and_the_seed(
     assert held_out.best.test_metrics["held_out_value"] == best_value
 
     header = path.read_text().splitlines()[0]
-    assert f"test score {best_value - 3:g} (seed -2)" in header
+    assert f"held-out test score {best_value - 3:g} (seed -2)" in header
     assert "test score" in (result.run_dir / "report.html").read_text()
     assert json.loads((result.run_dir / SCORES_NAME).read_text())["seed"]["test"] == -2.0
 
     assert cli_main(["show", str(result.run_dir)]) == 0
     assert f"held-out instances: test score {best_value - 3:g}" in capsys.readouterr().out
+
+
+def test_a_held_out_failure_is_reported_and_loses_nothing(tmp_path: Path) -> None:
+    (tmp_path / "initial.py").write_text(INITIAL)
+    evaluator = tmp_path / "evaluator.py"
+    evaluator.write_text(EVALUATOR.replace('return {"score": v - 3.0', 'return {"score": 1 / 0'))
+    config = {
+        "runs_dir": str(tmp_path / "runs"),
+        "name": "broken-test",
+        "budget": {"max_lm_calls": 1, "max_seconds": 0},
+        "search": {"batch_size": 2},
+        "operators": {"rewrite": {"weight": 0}, "funsearch": {"weight": 0}},
+        "domain": {
+            "name": "program",
+            "initial": str(tmp_path / "initial.py"),
+            "evaluator": str(evaluator),
+        },
+    }
+    lm = ScriptedLM(lambda request, sample: diff("    x = 1", f"    x = {3 + sample}"))
+    result = openended.run(config, lm=lm)
+    path = write_best_program(result.run_dir)
+    header, program = path.read_text().split("\n", 1)
+    assert "the best's test failed: evaluate_test: " in header and "ZeroDivisionError" in header
+    assert "def value" in program
+    evaluator.unlink()  # the evaluator moved away: the report and the file still come
+    assert "not scored (" in (held_out_line(result.run_dir) or "")
+    assert write_report(result.run_dir).is_file()
+    assert "def value" in write_best_program(result.run_dir).read_text()

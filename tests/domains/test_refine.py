@@ -307,3 +307,24 @@ def test_a_params_list_too_short_for_the_code_is_lengthened_with_zeros(domain_fo
     off = domain_for({"enabled": False})  # no fitting: the program is left as written
     (failed,) = asyncio.run(off.evaluate([short]))
     assert not failed.valid and "IndexError" in (failed.feedback or "")
+
+
+def test_a_seed_that_declares_parameters_is_fitted_once_and_the_prompts_say_so(
+    tmp_path: Path,
+) -> None:
+    seed_region = 'def params():\n    """Return (a, b)."""\n    return 1, 1\n'
+    (tmp_path / "initial.py").write_text(INITIAL.replace(seed_region, PARAMETRIC))
+    (tmp_path / "evaluator.py").write_text(EVALUATOR)
+    config = ProgramConfig(initial=tmp_path / "initial.py", evaluator=tmp_path / "evaluator.py")
+    domain = ProgramDomain(config)
+    try:
+        assert domain.fits_parameters and "PARAMS" in domain.prompt_context()["task"]
+        calls = _counting(domain)
+        (first,) = asyncio.run(domain.evaluate([domain.region.initial]))
+        (again,) = asyncio.run(domain.evaluate([domain.region.initial]))
+        assert first is again and 0 < len(calls) <= config.refine.evaluations  # type: ignore[union-attr]
+        assert first.genome is not None and first.details["refine"]["gain"] > 0
+        assert domain.seed_evaluation.genome is None  # the seed as written, kept apart
+        assert float(first.fitness) > float(domain.seed_evaluation.fitness)  # type: ignore[arg-type]
+    finally:
+        domain.close()

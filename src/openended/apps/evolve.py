@@ -13,7 +13,7 @@ def write_best_program(run_dir: Path) -> Path:
     """Write the best evolved program (the whole file) to ``RUN_DIR/best_program.py``, with
     a header comment giving its held-out test score beside the seed's (where the evaluator
     has ``evaluate_test``)."""
-    from openended.apps.generalisation import generalisation
+    from openended.apps.generalisation import held_out_line
 
     run_dir = Path(run_dir)
     config = RunDir(run_dir).config()
@@ -23,12 +23,10 @@ def write_best_program(run_dir: Path) -> Path:
     if best is None:
         raise ValueError(f"{run_dir}: the archive is empty")
     path = run_dir / "best_program.py"
-    held_out = generalisation(run_dir)
-    header = ""
+    program = region.assemble(best.genome)
+    path.write_text(program)  # first: whatever the held-out scoring does
+    held_out = held_out_line(run_dir)
     if held_out is not None:
-        header = (
-            f"# openended: best program of {run_dir.name} (candidate {best.candidate_id}): "
-            f"{held_out.line()}\n"
-        )
-    path.write_text(header + region.assemble(best.genome))
+        header = f"# openended: best program of {run_dir.name} (candidate {best.candidate_id}): "
+        path.write_text(f"{header}held-out {held_out}\n{program}")
     return path

@@ -11,12 +11,14 @@ sandbox, and kept in ``RUN_DIR/test_scores.json``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openended.api import off_the_loop
 from openended.domains.program.evaluator import (
     TEST_STAGE,
     ProgramEvaluator,
@@ -24,10 +26,15 @@ from openended.domains.program.evaluator import (
     has_function,
 )
 from openended.domains.program.region import find_region
+from openended.errors import OpenendedError
 from openended.run_dir import RunDir
+from openended.store.run_store import CandidateRecord
 from openended.textfiles import read_text
 
 SCORES_NAME = "test_scores.json"
+TEST_TIME_FACTOR = 4.0
+"""Held-out sets are larger than training ones: their sandbox time limits are this many
+times the search's."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,15 @@ class Generalisation:
 
     def line(self) -> str:
         """One line for a terminal or a file header."""
+        failed = [
+            f"{name}'s test failed: {held.error.splitlines()[0][:200]}"
+            for name, held in (("the best", self.best), ("the seed", self.seed))
+            if held.error
+        ]
         return (
             f"test score {_number(self.best.test)} (seed {_number(self.seed.test)}); "
             f"train score {_number(self.best.train)} (seed {_number(self.seed.train)})"
-            + (f"; test failed: {self.best.error}" if self.best.error else "")
+            + "".join(f"; {f}" for f in failed)
         )
 
 
@@ -76,10 +88,31 @@ def cached_generalisation(run_dir: Path) -> Generalisation | None:
         return None
 
 
+def held_out_line(run_dir: Path, *, compute: bool = True) -> str | None:
+    """`generalisation` as one line, or why it could not be scored (never raises for a
+    problem of the evaluator, the sandbox or the folder: the run's other outputs go on).
+    With `compute` False only the kept scores are read (a live report, mid-run)."""
+    try:
+        scores = generalisation(run_dir) if compute else cached_generalisation(run_dir)
+    except (OpenendedError, OSError) as exc:
+        return f"not scored ({str(exc).splitlines()[0][:300]})"
+    return None if scores is None else scores.line()
+
+
+def _original_score(record: CandidateRecord) -> float | None:
+    """The training score of what was proposed (before the refine stage, if it gained)."""
+    score = (record.metrics or {}).get("score", record.fitness)
+    if score is None:
+        return None
+    gain = (record.details or {}).get("refine", {}).get("gain", 0.0)
+    return float(score) - (float(gain) if record.proposed is not None else 0.0)
+
+
+@off_the_loop
 def generalisation(run_dir: Path) -> Generalisation | None:
     """The best program's and the seed's held-out scores, computed where the cache does not
-    hold the current best (None: not a program run, its evaluator has no
-    ``evaluate_test``, or the archive is empty)."""
+    hold them for the current best program, seed and evaluator (None: not a program run,
+    its evaluator has no ``evaluate_test``, or the archive is empty)."""
     run = RunDir(run_dir)
     config = run.config()
     if config.domain_name != "program":
@@ -95,42 +128,41 @@ def generalisation(run_dir: Path) -> Generalisation | None:
         record = store.candidate(best.candidate_id)
         seeds = [c for c in store.candidates() if c.operator == "seed" and c.genome is not None]
     region = find_region(read_text(options.initial, what="initial program"), options.function)
+    programs = [region.assemble(best.genome), region.assemble(region.initial)]
+    best_sha, seed_sha = (_sha(source + "\0" + program) for program in programs)
     cached = cached_generalisation(run_dir)
-    best_sha, seed_sha = _sha(best.genome), _sha(region.initial)
-    if (
-        cached is not None
-        and cached.best.genome_sha == best_sha
-        and cached.seed.genome_sha == seed_sha
+    if cached is not None and (cached.best.genome_sha, cached.seed.genome_sha) == (
+        best_sha,
+        seed_sha,
     ):
         return cached
     train = (record.metrics or {}).get("score", best.fitness) if record else best.fitness
-    seed_train = seeds[0].metrics.get("score", seeds[0].fitness) if seeds else None
+    seed_train = _original_score(seeds[0]) if seeds else None
     sandbox = options.sandbox
     evaluator = ProgramEvaluator(
         options.evaluator,
-        limits=sandbox.limits(),
+        limits=sandbox.model_copy(
+            update={
+                "wall_seconds": sandbox.wall_seconds * TEST_TIME_FACTOR,
+                "cpu_seconds": sandbox.cpu_seconds * TEST_TIME_FACTOR,
+            }
+        ).limits(),
         workers=2,
         thresholds=(),
         isolation=sandbox.isolation,
     )
     try:
-        programs = [region.assemble(best.genome), region.assemble(region.initial)]
-        if best_sha == seed_sha:
-            programs = programs[:1]
-        outcomes = asyncio.run(_run_tests(evaluator, programs))
+        outcomes = asyncio.run(
+            _run_tests(evaluator, programs[:1] if best_sha == seed_sha else programs)
+        )
     finally:
         evaluator.close()
-    seed_outcome = outcomes[-1]
     result = Generalisation(
         best=_held_out(best.candidate_id, best_sha, train, outcomes[0]),
-        seed=_held_out(
-            seeds[0].id if seeds else None,
-            seed_sha,
-            None if seed_train is None else float(seed_train),
-            seed_outcome,
-        ),
+        seed=_held_out(seeds[0].id if seeds else None, seed_sha, seed_train, outcomes[-1]),
     )
-    (Path(run_dir) / SCORES_NAME).write_text(json.dumps(asdict(result), indent=1) + "\n")
+    with contextlib.suppress(OSError):  # a read-only copy of a run: scored, not kept
+        (Path(run_dir) / SCORES_NAME).write_text(json.dumps(asdict(result), indent=1) + "\n")
     return result
 
 

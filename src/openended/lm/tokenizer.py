@@ -4,7 +4,8 @@
 loads, and seconds of start-up, in processes that decode with CTranslate2 and never touch a
 tensor. For a folder with a fast tokenizer (``tokenizer.json``) this class gives the same
 tokens, text and chat prompts from the `tokenizers` library and jinja2, with the few methods
-the CTranslate2 backend uses; `load_tokenizer` falls back to transformers otherwise.
+the CTranslate2 backend uses; `load_tokenizer` falls back to transformers otherwise, and
+for chat templates that use transformers' ``{% generation %}`` extension.
 The chat template is rendered as transformers renders it (a sandboxed jinja2 environment
 with ``trim_blocks``, ``lstrip_blocks``, loop controls, ``tojson`` and
 ``raise_exception``), from ``chat_template.jinja`` or ``tokenizer_config.json``.
@@ -52,6 +53,9 @@ class FastTokenizer:
         template = (
             template_file.read_text() if template_file.is_file() else config.get("chat_template")
         )
+        if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
+            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+            template = named.get("default")
         self.chat_template: str | None = template if isinstance(template, str) else None
         self._compiled: Any = None
 
@@ -89,6 +93,8 @@ class FastTokenizer:
             self._compiled.render(
                 messages=[dict(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
+                tools=None,
+                documents=None,
                 **self.special_tokens,
             )
         )
@@ -102,8 +108,20 @@ def _environment() -> Any:
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    def tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, **_: Any) -> str:
-        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)
+    def tojson(
+        value: Any,
+        ensure_ascii: bool = False,
+        indent: int | None = None,
+        separators: tuple[str, str] | None = None,
+        sort_keys: bool = False,
+    ) -> str:
+        return json.dumps(
+            value,
+            ensure_ascii=ensure_ascii,
+            indent=indent,
+            separators=separators,
+            sort_keys=sort_keys,
+        )
 
     environment = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
@@ -135,9 +153,11 @@ def _clean_up(text: str) -> str:
 
 def load_tokenizer(folder: str | Path) -> Any:
     """`FastTokenizer` for a folder with ``tokenizer.json``, else transformers'
-    `AutoTokenizer` (slow tokenizers, remote code)."""
+    `AutoTokenizer` (slow tokenizers, remote code, templates with ``{% generation %}``)."""
     if (Path(folder) / "tokenizer.json").is_file():
-        return FastTokenizer(folder)
+        fast = FastTokenizer(folder)
+        if "{% generation" not in (fast.chat_template or ""):
+            return fast
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder)

@@ -97,12 +97,12 @@ def finish_run(result: api.RunResult, *, report: bool) -> int:
         console.print(f"report: {write_report(result.run_dir)}", markup=False)
     if program and result.best is not None:
         from openended.apps.evolve import write_best_program
-        from openended.apps.generalisation import generalisation
+        from openended.apps.generalisation import held_out_line
 
         console.print(f"best program: {write_best_program(result.run_dir)}", markup=False)
-        held_out = generalisation(result.run_dir)  # computed for the file, read back here
+        held_out = held_out_line(result.run_dir)  # computed for the file, read back here
         if held_out is not None:
-            console.print(f"held-out: {held_out.line()}", markup=False, highlight=False)
+            console.print(f"held-out: {held_out}", markup=False, highlight=False)
     console.print(f"run directory: {result.run_dir}", markup=False)
     if outcome.ok:
         return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from openended.apps.generalisation import generalisation
+from openended.apps.generalisation import held_out_line
 from openended.apps.report.lineage import (
     candidate_link,
     improvement_rows,
@@ -123,8 +123,10 @@ def _against_seeds(candidates: pd.DataFrame) -> str:
     )
 
 
-def write_report(run_dir: Path, *, top: int = 15) -> Path:
-    """Write ``report.html`` and its PNG plots into `run_dir`; returns the HTML path."""
+def write_report(run_dir: Path, *, top: int = 15, score_held_out: bool = True) -> Path:
+    """Write ``report.html`` and its PNG plots into `run_dir`; returns the HTML path.
+    `score_held_out`: run the evaluator's held-out test on the best program where it is not
+    scored yet (False: show the kept scores only, as a live report does mid-run)."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     config = run.config()
@@ -157,9 +159,9 @@ def write_report(run_dir: Path, *, top: int = 15) -> Path:
     }
     if sandbox:
         summary["sandbox"] = "; ".join(_describe_sandbox(s) for s in sandbox)
-    held_out = generalisation(run_dir)
+    held_out = held_out_line(run_dir, compute=score_held_out)
     if held_out is not None:
-        summary["best program on held-out instances"] = held_out.line()
+        summary["best program on held-out instances"] = held_out
     parts.append(_table(pd.DataFrame({"": list(summary), "value": list(summary.values())})))
     if not batches.empty:
         plot_progress(batches, run_dir / "progress.png")

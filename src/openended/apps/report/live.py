@@ -46,7 +46,7 @@ def create_live_app(run_dir: Path) -> FastAPI:
         with lock:
             batch = last_batch(run_dir)
             if written.get("batch", -1) != batch or not (run_dir / "report.html").exists():
-                write_report(run_dir)
+                write_report(run_dir, score_held_out=False)  # no test runs mid-search
                 written["batch"] = batch
             page = (run_dir / "report.html").read_text()
         script = POLL_SCRIPT.format(batch="null" if batch is None else batch)

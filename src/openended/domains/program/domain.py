@@ -23,6 +23,8 @@ from openended.domains.program.refine import (
     RefineSettings,
     complete_parameters,
     declared_parameters,
+    numeric_value,
+    parameter_lists,
     rounded,
     substitute,
     tunable_numbers,
@@ -121,11 +123,13 @@ def normalised_ast(code: str, *, ignore_parameters: bool = False) -> str | None:
                 return None
             return self.generic_visit(node)
 
-        def visit_Assign(self, node: ast.Assign) -> ast.AST:
-            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-            parameters = ignore_parameters and PARAMETERS_NAME in names
-            if parameters and isinstance(node.value, ast.List | ast.Tuple):
-                node.value.elts = [ast.Constant(0.0) for _ in node.value.elts]
+        def visit_Module(self, node: ast.Module) -> ast.AST:
+            if ignore_parameters:  # the numbers the refine stage fits are not structure
+                for values in parameter_lists(node):
+                    values.elts = [
+                        ast.Constant(0.0) if numeric_value(e) is not None else e
+                        for e in values.elts
+                    ]
             return self.generic_visit(node)
 
         def visit_Name(self, node: ast.Name) -> ast.AST:
@@ -181,6 +185,7 @@ class ProgramDomain:
             if trace:  # the evaluator's own frames, marked as such
                 message = message.split("\n", 1)[0] + "\nthe evaluator's traceback:\n" + trace
             raise DomainError(message)
+        self._fitted_seed: Evaluation | None = None
         initial_score = float(self._seed_evaluation.fitness)  # type: ignore[arg-type]
         self.fitness_floor = (
             config.fitness_floor
@@ -385,11 +390,27 @@ class ProgramDomain:
         fitness = outcome.score if floor is None else max(outcome.score, floor)
         return Evaluation(fitness=fitness, descriptors=tuple(descriptors), metrics=metrics)
 
+    @property
+    def seed_evaluation(self) -> Evaluation:
+        """The initial program's evaluation as written (before any fitting)."""
+        return self._seed_evaluation
+
+    async def _seed_fitted(self) -> Evaluation:
+        """The seed with its parameters fitted once (it declares PARAMS; the refine stage is
+        on), else as evaluated: the programs the first prompts show hold fitted values."""
+        if self._fitted_seed is None:
+            refine = self.config.refine
+            evaluation = self._seed_evaluation
+            if refine is not None and refine.enabled:
+                evaluation = await self.refine(self.region.initial, evaluation, refine)
+            self._fitted_seed = evaluation
+        return self._fitted_seed
+
     async def evaluate(self, genomes: Sequence[str]) -> list[Evaluation]:
         results = []
         for genome in genomes:
             if genome.strip() == self.region.initial.strip():
-                results.append(self._seed_evaluation)
+                results.append(await self._seed_fitted())
             else:
                 results.append(None)
         pending = [i for i, r in enumerate(results) if r is None]

@@ -26,6 +26,7 @@ import ast
 import asyncio
 import hashlib
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -59,6 +60,7 @@ class RefineSettings(BaseModel):
 
 
 PARAMETERS_NAME = "PARAMS"
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def float_literals(program: str, begin: int, end: int) -> list[FloatLiteral]:
     return _within(program, [(node, float(node.value), False) for node in nodes], begin, end)
 
 
-def _number(node: ast.expr) -> float | None:
+def numeric_value(node: ast.expr) -> float | None:
     """The value of a numeric literal, signed or not (``2``, ``-0.5``, ``+1e-3``)."""
     sign = 1.0
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
@@ -112,19 +114,9 @@ def declared_parameters(program: str, begin: int, end: int) -> list[FloatLiteral
     `begin:end`, in order. Entries that are not numeric literals are not parameters."""
     tree = _parsed(program)
     found: list[tuple[ast.expr, float, bool]] = []
-    for node in ast.walk(tree) if tree is not None else ():
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        else:
-            continue
-        if not any(isinstance(t, ast.Name) and t.id == PARAMETERS_NAME for t in targets):
-            continue
-        if not isinstance(value, ast.List | ast.Tuple):
-            continue
+    for value in parameter_lists(tree) if tree is not None else ():
         for element in value.elts:
-            number = _number(element)
+            number = numeric_value(element)
             if number is not None:
                 found.append((element, number, True))
     return _within(program, found, begin, end)
@@ -154,25 +146,36 @@ def _within(
     return sorted(found, key=lambda literal: literal.start)
 
 
+def parameter_lists(tree: ast.AST) -> list[ast.List | ast.Tuple]:
+    """The list or tuple values of ``PARAMS = ...`` and ``PARAMS: ... = ...``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        named = any(isinstance(t, ast.Name) and t.id == PARAMETERS_NAME for t in targets)
+        if named and isinstance(value, ast.List | ast.Tuple):
+            found.append(value)
+    return found
+
+
 def complete_parameters(code: str, *, most: int = 8) -> str:
     """`code` with its ``PARAMS`` list extended by zeros to the largest index the code reads
     (``PARAMS[4]``, or ``a, b, c = PARAMS``), at most `most` entries more.
 
     Small models add a term ``PARAMS[3] * x`` and forget to lengthen the list; the program
     would fail with an IndexError. A zero starts the new term switched off, and the refine
-    stage fits it."""
+    stage fits it. Code with several ``PARAMS`` lists, a bare tuple or an empty list is left
+    as it is."""
     tree = _parsed(code)
     if tree is None:
         return code
-    lists = [
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == PARAMETERS_NAME for t in node.targets)
-        and isinstance(node.value, ast.List | ast.Tuple)
-    ]
-    if len(lists) != 1 or lists[0].end_lineno is None:
-        return code  # none, or several: nothing to say which one the reads mean
+    lists = parameter_lists(tree)
+    if len(lists) != 1 or not lists[0].elts:
+        return code  # none, several (which one do the reads mean?), or nothing to follow
     needed = 0
     for node in ast.walk(tree):
         if (
@@ -188,6 +191,7 @@ def complete_parameters(code: str, *, most: int = 8) -> str:
             and isinstance(node.value, ast.Name)
             and node.value.id == PARAMETERS_NAME
             and isinstance(node.targets[0], ast.Tuple)
+            and not any(isinstance(t, ast.Starred) for t in node.targets[0].elts)
         ):
             needed = max(needed, len(node.targets[0].elts))
     target = lists[0]
@@ -195,19 +199,20 @@ def complete_parameters(code: str, *, most: int = 8) -> str:
     if missing <= 0:
         return code
     line_starts = _line_starts(code)
-    end = _offset(code, line_starts, target.end_lineno, target.end_col_offset or 0) - 1
-    separator = ", " if target.elts else ""
-    added = separator + ", ".join(["0.0"] * missing)
-    if isinstance(target, ast.Tuple) and code[end] != ")":
-        return code  # a bare tuple (PARAMS = 1.0, 2.0): left as it is
-    return code[:end].rstrip().rstrip(",") + added + code[end:]
+    if isinstance(target, ast.Tuple):  # only a bracketed tuple: (1.0, 2.0)
+        start = _offset(code, line_starts, target.lineno, target.col_offset)
+        if code[start] != "(":
+            return code
+    last = target.elts[-1]
+    after = _offset(code, line_starts, last.end_lineno or last.lineno, last.end_col_offset or 0)
+    return code[:after] + ", 0.0" * missing + code[after:]
 
 
 def _line_starts(program: str) -> list[int]:
-    starts = [0]
-    for line in program.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    return starts
+    """The offset of each line's start, lines broken where Python's parser breaks them
+    (``\\r\\n``, ``\\r``, ``\\n``; not form feeds or Unicode separators as
+    ``str.splitlines`` does)."""
+    return [0] + [match.end() for match in LINE_BREAK.finditer(program)]
 
 
 def _offset(program: str, line_starts: list[int], line: int, utf8_column: int) -> int:
