@@ -138,7 +138,8 @@ def test_evolve_function_minimisation_on_the_embedded_model(
         rows = db.execute("SELECT operator, status, error, fitness FROM candidates").fetchall()
     assert len(rows) == 1 + 12
     seed = rows[0]
-    assert seed[0] == "seed" and seed[1] == "valid" and 1.2 < seed[3] < 1.3
+    # the seed as written scores 1.26; its PARAMS are fitted once at the start
+    assert seed[0] == "seed" and seed[1] == "valid" and seed[3] > 1.26
     children = rows[1:]
     assert all(r[1] == "valid" or r[2] for r in children)  # every failure says why
     assert any(r[1] in ("valid", "invalid") for r in children)  # some reached the sandbox
