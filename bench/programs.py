@@ -17,8 +17,9 @@ Arms, on each example (examples/*) and seed:
 Per arm: the best training score, the best program's held-out test score (the evaluator's
 ``evaluate_test``) beside the seed's, the share of valid children that beat their parent, the
 operators or edits that produced those, evaluator calls, LM calls and time. Each run's result
-is kept in ``--out`` (a rerun skips it). The arms' seeds and budgets are asserted equal.
-Differences (model+refine minus each other arm, on the test score) come with a paired
+is kept in ``--out`` (a rerun skips it), the model arms' run directories under
+``--out/runs`` (for ``openended report`` and ``show``). The arms' seeds and budgets are
+asserted equal. Differences (model+refine minus each other arm, on the test score) come with a paired
 bootstrap 95% interval over the example x seed runs (`openended.stats`).
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -99,13 +100,15 @@ def model_arm(example: str, seed: int, args: argparse.Namespace, refine: bool) -
     from openended.store import RunStore
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        run_dir = Path(folder) / "run"
-        api.run(overrides=overrides_for(example, seed, args, refine), run_dir=run_dir)
-        with RunStore(run_dir) as store:
-            records = {r.id or 0: r for r in store.candidates()}
-            usage = store.get_meta("usage", {})
-        held_out = generalisation(run_dir)
+    arm = "model+refine" if refine else "model"
+    run_dir = args.out / "runs" / f"{example}.{seed}.{arm}.{args.lm_calls}x{args.batch_size}"
+    if run_dir.exists():  # an unfinished earlier attempt: start it over
+        shutil.rmtree(run_dir)
+    api.run(overrides=overrides_for(example, seed, args, refine), run_dir=run_dir)
+    with RunStore(run_dir) as store:  # the run is kept: `openended report` / `show` it
+        records = {r.id or 0: r for r in store.candidates()}
+        usage = store.get_meta("usage", {})
+    held_out = generalisation(run_dir)
     assert held_out is not None, f"{example}: the evaluator has no evaluate_test"
     children = [r for r in records.values() if r.parents]
     valid = [r for r in children if r.status == "valid"]
