@@ -19,8 +19,8 @@ Per arm: the best training score, the best program's held-out test score (the ev
 operators or edits that produced those, evaluator calls, LM calls and time. Each run's result
 is kept in ``--out`` (a rerun skips it), the model arms' run directories under
 ``--out/runs`` (for ``openended report`` and ``show``). The arms' seeds and budgets are
-asserted equal. Differences (model+refine minus each other arm, on the test score) come with a paired
-bootstrap 95% interval over the example x seed runs (`openended.stats`).
+asserted equal. Differences (model+refine minus each other arm, on the test score) come with
+a paired bootstrap 95% interval over the example x seed runs (`openended.stats`).
 """
 
 from __future__ import annotations
