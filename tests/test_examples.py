@@ -32,6 +32,7 @@ def load(path: Path) -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_each_seed_declares_parameters_and_each_evaluator_holds_out_a_test_split(
     name: str,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import openended
 from openended.apps.cli.main import main as cli_main
 from openended.apps.evolve import write_best_program
@@ -98,6 +100,7 @@ def test_the_test_split_is_scored_only_for_the_best_and_the_seed(
     assert f"held-out instances: test score {best_value - 3:g}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_held_out_failure_is_reported_and_loses_nothing(tmp_path: Path) -> None:
     (tmp_path / "initial.py").write_text(INITIAL)
     evaluator = tmp_path / "evaluator.py"

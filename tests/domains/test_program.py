@@ -238,6 +238,7 @@ def test_a_model_that_only_repeats_the_archive_stops_the_search(task: dict) -> N
     assert sum(row[4] == "duplicate" for row in stored) == 3 * 6  # nothing after the stop
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_the_fruitless_streak(task: dict) -> None:
     """Stopping rules count batches across sessions: a run resumed after 2 fruitless
     batches stops after the 3rd, as the same run without the break does."""
