@@ -58,13 +58,14 @@ def overrides_for(example: str, seed: int, args: argparse.Namespace, refine: boo
         "budget.max_seconds=0",
         f"seed={seed}",
         f"domain.refine.enabled={'true' if refine else 'false'}",
+        f'domain.refine.method="{args.refine_method}"',
     ]
     if FUNCTIONS[example]:
         out.append(f'domain.function="{FUNCTIONS[example]}"')
-    return out
+    return out + list(args.set)
 
 
-def domain_for(example: str, *, refine: bool = True) -> Any:
+def domain_for(example: str, *, refine: bool = True, method: str = "nelder-mead") -> Any:
     from openended.domains.program.domain import ProgramConfig, ProgramDomain
 
     folder = EXAMPLES_DIR / example
@@ -72,7 +73,7 @@ def domain_for(example: str, *, refine: bool = True) -> Any:
         initial=folder / "initial_program.py",
         evaluator=folder / "evaluator.py",
         function=FUNCTIONS[example],
-        refine=None if not refine else {},
+        refine=None if not refine else {"method": method},
     )
     return ProgramDomain(config)
 
@@ -101,7 +102,7 @@ def model_arm(example: str, seed: int, args: argparse.Namespace, refine: bool) -
 
     start = time.perf_counter()
     arm = "model+refine" if refine else "model"
-    run_dir = args.out / "runs" / f"{example}.{seed}.{arm}.{args.lm_calls}x{args.batch_size}"
+    run_dir = args.out / "runs" / f"{example}.{seed}.{arm}.{run_name(args)}"
     if run_dir.exists():  # an unfinished earlier attempt: start it over
         shutil.rmtree(run_dir)
     api.run(overrides=overrides_for(example, seed, args, refine), run_dir=run_dir)
@@ -122,6 +123,7 @@ def model_arm(example: str, seed: int, args: argparse.Namespace, refine: bool) -
         "valid_children": len(valid),
         "improving_children": len(better),
         "improving_by": dict(Counter(i.operator for i in better)),
+        "statuses": dict(Counter(f"{r.operator} {r.status}" for r in children)),
         "refined_gains": sum(
             1 for r in valid if float(r.details.get("refine", {}).get("gain", 0.0)) > 0
         ),
@@ -179,14 +181,16 @@ def refine_arm(example: str, seed: int, evaluations: int) -> dict[str, Any]:
     }
 
 
-def ast_arm(example: str, seed: int, evaluations: int, batch_size: int) -> dict[str, Any]:
+def ast_arm(
+    example: str, seed: int, evaluations: int, batch_size: int, method: str
+) -> dict[str, Any]:
     """Random syntax-tree edits of the best programs (truncation selection: a parent drawn
     from the best `batch_size`), each child refined, until `evaluations` calls are spent."""
     from openended.domains.program.ast_mutation import random_edit
 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    domain = domain_for(example)
+    domain = domain_for(example, method=method)
     try:
         seed_genome = domain.region.initial
         seed_evaluation = domain.seed_evaluation
@@ -247,8 +251,13 @@ def ast_arm(example: str, seed: int, evaluations: int, batch_size: int) -> dict[
 # -- running and reporting --------------------------------------------------------------------
 
 
+def run_name(args: argparse.Namespace) -> str:
+    """The budget and variant part of a result's file name."""
+    return f"{args.lm_calls}x{args.batch_size}" + (f".{args.tag}" if args.tag else "")
+
+
 def run_one(example: str, seed: int, arm: str, args: argparse.Namespace) -> dict[str, Any]:
-    path = args.out / f"{example}.{seed}.{arm}.{args.lm_calls}x{args.batch_size}.json"
+    path = args.out / f"{example}.{seed}.{arm}.{run_name(args)}.json"
     if path.is_file():
         return json.loads(path.read_text())
     print(f"{example} seed {seed} {arm} ...", flush=True)
@@ -259,7 +268,7 @@ def run_one(example: str, seed: int, arm: str, args: argparse.Namespace) -> dict
         if arm == "refine":
             result = refine_arm(example, seed, budget)
         else:
-            result = ast_arm(example, seed, budget, args.batch_size)
+            result = ast_arm(example, seed, budget, args.batch_size, args.refine_method)
         # equal budgets: the model-free arms spend what model+refine spent (one child's
         # share over at most, as the engine's budgets allow)
         assert result["evaluations"] <= budget + 13, (arm, result["evaluations"], budget)
@@ -272,6 +281,8 @@ def run_one(example: str, seed: int, arm: str, args: argparse.Namespace) -> dict
         f"{result['evaluations']} evaluations, {result['seconds']:.0f} s",
         flush=True,
     )
+    if result.get("statuses"):
+        print("  children: " + ", ".join(f"{k} {v}" for k, v in sorted(result["statuses"].items())))
     return result
 
 
@@ -332,6 +343,20 @@ def main() -> None:
     parser.add_argument("--lm-calls", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench-programs"))
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides of the model arms (e.g. operators.term.weight=1)",
+    )
+    parser.add_argument("--tag", default="", help="a name for this variant's result files")
+    parser.add_argument(
+        "--refine-method",
+        default="nelder-mead",
+        choices=["nelder-mead", "cma", "scan"],
+        help="the refine stage's optimiser in the model and ast arms",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = [

@@ -49,7 +49,11 @@ class RefineSettings(BaseModel):
     evaluations: int = Field(
         12, ge=2, description="evaluator calls per child for tuning (counted by the budget)"
     )
-    method: Literal["nelder-mead", "cma"] = Field("nelder-mead", description="the optimiser")
+    method: Literal["nelder-mead", "cma", "scan"] = Field(
+        "nelder-mead",
+        description="the optimiser: nelder-mead, cma, or scan (each parameter in turn on a "
+        "log-scale grid of magnitudes: new terms whose weight starts at zero)",
+    )
     max_literals: int = Field(
         8, ge=1, description="fit at most this many parameters or literals (the first)"
     )
@@ -297,6 +301,8 @@ async def tune(
     try:
         if settings.method == "cma":
             await _cma(score_of, len(x0), settings, budget, key)
+        elif settings.method == "scan":
+            await _scan(score_of, x0, scale, start_objective, budget)
         else:
             await _nelder_mead(score_of, len(x0), settings)
     except BudgetSpent:
@@ -362,3 +368,64 @@ async def _cma(
         strategy.tell(
             points, [-s if s is not None and math.isfinite(s) else penalty for s in scores]
         )
+
+
+SCAN_MAGNITUDES = (0.01, 0.1, 1.0, 10.0)
+"""The values a weight at zero is tried at, with both signs: a new term's scale is unknown
+(its expression may be of order 1e-2 or 1e2), and scores that are piecewise constant in the
+weights (an argmax over priorities) give a small simplex nothing to follow."""
+SCAN_FACTORS = (0.5, 2.0, 0.1, 10.0, -1.0)
+"""The multiples of a non-zero value that are tried."""
+
+
+async def _scan(
+    score_of: Callable[[np.ndarray], Awaitable[float | None]],
+    x0: np.ndarray,
+    scale: np.ndarray,
+    start_objective: float | None,
+    budget: int,
+) -> None:
+    """Coordinate search on a log scale: the parameters at zero first (the last first: a
+    new term's weight is appended), then the others; each tried at `SCAN_MAGNITUDES` (both
+    signs) or `SCAN_FACTORS` times its value, in parallel; the best kept, then halved and
+    doubled while that helps, before the next parameter."""
+    current = x0.copy()
+    best, spent = start_objective, [0]
+    if best is None:
+        best, spent[0] = await score_of(np.zeros(len(x0))), 1
+    best = -math.inf if best is None or not math.isfinite(best) else best
+    order = [i for i in reversed(range(len(x0))) if x0[i] == 0] + [
+        i for i in reversed(range(len(x0))) if x0[i] != 0
+    ]
+
+    async def batch(index: int, values: list[float]) -> tuple[float, float] | None:
+        values = values[: budget - spent[0]]
+        spent[0] += len(values)
+        points = []
+        for value in values:
+            point = current.copy()
+            point[index] = value
+            points.append((point - x0) / scale)
+        scores = await asyncio.gather(*(score_of(z) for z in points))
+        pairs = zip(scores, values, strict=True)
+        found = [(s, v) for s, v in pairs if s is not None and math.isfinite(s)]
+        return max(found) if found else None
+
+    for index in order:
+        if spent[0] >= budget:
+            break
+        value = current[index]
+        grid = (
+            [sign * m for m in SCAN_MAGNITUDES for sign in (1.0, -1.0)]
+            if value == 0
+            else [value * f for f in SCAN_FACTORS]
+        )
+        found = await batch(index, grid)
+        if found is None or found[0] <= best:
+            continue
+        best, current[index] = found
+        while spent[0] < budget:  # refine the scale found: halve and double
+            found = await batch(index, [current[index] * 0.5, current[index] * 2.0])
+            if found is None or found[0] <= best:
+                break
+            best, current[index] = found
