@@ -19,7 +19,13 @@ import openended
 from openended.apps.show import refine_summary
 from openended.config import load_config
 from openended.domains.program.domain import ProgramConfig, ProgramDomain
-from openended.domains.program.refine import declared_parameters, float_literals, substitute
+from openended.domains.program.refine import (
+    RefineSettings,
+    declared_parameters,
+    float_literals,
+    substitute,
+    tune,
+)
 from openended.lm.scripted import ScriptedLM
 from openended.store import RunStore, StoreError
 
@@ -142,7 +148,7 @@ def _counting(domain: ProgramDomain) -> list[str]:
     return calls
 
 
-@pytest.mark.parametrize("method", ["nelder-mead", "cma"])
+@pytest.mark.parametrize("method", ["nelder-mead", "cma", "scan"])
 @pytest.mark.parametrize("cascade", [False, True])
 def test_tuning_stays_in_budget_survives_failures_and_stores_what_it_evaluated(
     domain_for, method: str, cascade: bool
@@ -328,3 +334,30 @@ def test_a_seed_that_declares_parameters_is_fitted_once_and_the_prompts_say_so(
         assert float(first.fitness) > float(domain.seed_evaluation.fitness)  # type: ignore[arg-type]
     finally:
         domain.close()
+
+
+def test_the_scan_finds_a_new_weight_of_any_scale_and_stays_in_budget() -> None:
+    """A weight at zero (a new term) whose best value is far from the unit step: the scan
+    tries magnitudes 0.01 .. 10 with both signs, then halves and doubles the best."""
+    calls: list[tuple[float, ...]] = []
+
+    async def objective(values: tuple[float, ...]) -> float | None:
+        calls.append(values)
+        a, w = values
+        if w > 50:
+            return None  # fails at some values: scored worst, the scan goes on
+        return -((a - 2.0) ** 2) - (w + 8.0) ** 2
+
+    result = asyncio.run(
+        tune(
+            [2.0, 0.0],
+            objective,
+            start_objective=-64.0,
+            settings=RefineSettings(method="scan"),
+            budget=12,
+            key="k",
+        )
+    )
+    assert len(calls) == len(result.trials) <= 12
+    assert result.best is not None and result.best.values == (2.0, -10.0)
+    assert calls[0][0] == 2.0  # the weight at zero is scanned first

@@ -116,6 +116,7 @@ def _operator(domain: ProgramDomain) -> TermAddition:
 
 
 def test_the_prompt_lists_the_terms_and_ends_where_the_model_writes_one(domain) -> None:
+    assert domain.extends_terms and domain.default_operator_weights["term"] > 0
     parent = Elite(candidate_id=1, genome=PRIORITY, fitness=-3.0, descriptors=(0.0, 0.0))
     operator = _operator(domain)
     prompt = operator.request([parent], seed=0).prompt or ""
