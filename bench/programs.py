@@ -2,6 +2,7 @@
 
     python bench/programs.py [--examples bin_packing cap_set ...] [--seeds 0 1 2]
                              [--lm-calls 8] [--batch-size 8] [--out bench-programs]
+                             [--refine-method scan] [--tag NAME --set KEY=VALUE ...]
 
 Arms, on each example (examples/*) and seed:
 

@@ -79,7 +79,7 @@ EVERY_FIELD = {
             "stop": ["\n\n"],
             "parents": 3,
         }
-        for name in ("lmx", "mutation", "diff", "rewrite", "funsearch", "evol", "contrast")
+        for name in ("lmx", "mutation", "diff", "rewrite", "funsearch", "term", "evol", "contrast")
     },
     "executor": {
         "kind": "ray",

@@ -12,6 +12,7 @@ from openended.operators.term import (
     TermAddition,
     TermNotApplicableError,
     add_term,
+    applies_to,
     parse_term,
     returned_value,
 )
@@ -116,7 +117,7 @@ def _operator(domain: ProgramDomain) -> TermAddition:
 
 
 def test_the_prompt_lists_the_terms_and_ends_where_the_model_writes_one(domain) -> None:
-    assert domain.extends_terms and domain.default_operator_weights["term"] > 0
+    assert applies_to(domain) and "term" not in domain.default_operator_weights  # opt-in
     parent = Elite(candidate_id=1, genome=PRIORITY, fitness=-3.0, descriptors=(0.0, 0.0))
     operator = _operator(domain)
     prompt = operator.request([parent], seed=0).prompt or ""
@@ -153,6 +154,19 @@ def test_the_operator_refuses_a_region_it_cannot_extend(tmp_path: Path) -> None:
     try:
         with pytest.raises(TermNotApplicableError, match=r"operators\.term\.weight = 0"):
             _operator(domain)
-        assert "term" not in domain.default_operator_weights
+        assert not applies_to(domain)
     finally:
         domain.close()
+
+
+def test_parents_are_drawn_among_the_elites_that_can_take_a_term(domain) -> None:
+    import numpy as np
+
+    rewritten = "def priority(item, bins):\n    return -(bins - item)\n"
+    elites = [
+        Elite(candidate_id=i, genome=g, fitness=0.0, descriptors=(0.0, 0.0))
+        for i, g in enumerate([rewritten, PRIORITY, rewritten])
+    ]
+    rng = np.random.default_rng(0)
+    picks = {_operator(domain).select_parents(elites, rng)[0].candidate_id for _ in range(20)}
+    assert picks == {1}

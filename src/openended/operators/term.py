@@ -23,9 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from openended.archive.elite import Elite
 from openended.domains.program.refine import PARAMETERS_NAME, parameter_lists
-from openended.operators.base import Parsed
+from openended.operators.base import Parsed, pick_one
 from openended.operators.program import ProgramOperator, metrics_line
 
 _LOOSE_BINDING = (ast.BoolOp, ast.Compare, ast.IfExp, ast.Lambda, ast.NamedExpr)
@@ -198,6 +200,12 @@ class TermAddition(ProgramOperator):
                 f"and declares {PARAMETERS_NAME} = [...] with the refine stage on "
                 "(target = 'params'); set operators.term.weight = 0"
             )
+
+    def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
+        """One elite, uniformly, among those that still end in ``return <value>`` with
+        PARAMS (children of the other operators may not)."""
+        extendable = [e for e in elites if returned_value(e.genome) is not None]
+        return [pick_one(extendable or elites, rng)]
 
     def extra_context(self, parents: Sequence[Elite]) -> dict[str, Any]:
         returned = returned_value(parents[0].genome)

@@ -47,11 +47,6 @@ BRANCH_NODES = (
 )
 
 
-TERM_OPERATOR_WEIGHTS = {"term": 0.5, "funsearch": 0.25, "diff": 0.15, "rewrite": 0.1}
-"""Default operator weights where the model can add a weighted term to what the evolved
-function returns (`ProgramDomain.extends_terms`)."""
-
-
 class DescriptorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -199,8 +194,6 @@ class ProgramDomain:
         )
         if self.region.function is None:  # no named function: no FunSearch crossover
             self.default_operator_weights = {"diff": 0.8, "rewrite": 0.2}
-        elif self.extends_terms:  # a weighted sum with fitted weights: the model adds terms
-            self.default_operator_weights = TERM_OPERATOR_WEIGHTS
 
     @property
     def max_evaluations_per_child(self) -> int:
@@ -220,15 +213,6 @@ class ProgramDomain:
                 Axis("branches", 0, 20, 10, "if/for/while/try/comprehension/boolean constructs"),
             )
         return tuple(Axis(d.name, d.low, d.high, d.bins) for d in specs)
-
-    @functools.cached_property
-    def extends_terms(self) -> bool:
-        """Whether the term operator applies: the refine stage fits PARAMS, and the evolved
-        function declares them and ends in ``return <value>``
-        (`openended.operators.term`)."""
-        from openended.operators.term import returned_value
-
-        return self.fits_parameters and returned_value(self.region.initial) is not None
 
     @property
     def prompt_dir(self) -> Path | None:
