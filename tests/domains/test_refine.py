@@ -361,3 +361,30 @@ def test_the_scan_finds_a_new_weight_of_any_scale_and_stays_in_budget() -> None:
     assert len(calls) == len(result.trials) <= 12
     assert result.best is not None and result.best.values == (2.0, -10.0)
     assert calls[0][0] == 2.0  # the weight at zero is scanned first
+
+
+def test_a_seed_without_params_is_warned_about_when_the_refine_stage_fits_params(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "initial.py").write_text("def f():\n    return 1.5\n")
+    (tmp_path / "evaluator.py").write_text(
+        "import importlib.util\n\n\ndef evaluate(path):\n"
+        "    spec = importlib.util.spec_from_file_location('c', path)\n"
+        "    m = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(m)\n"
+        "    return {'score': m.f()}\n"
+    )
+    for refine, warned in (({}, True), ({"target": "floats"}, False), (None, False)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="openended.domains.program.domain"):
+            domain = ProgramDomain(
+                ProgramConfig(
+                    initial=tmp_path / "initial.py",
+                    evaluator=tmp_path / "evaluator.py",
+                    function="f",
+                    refine=refine,
+                )
+            )
+            domain.close()
+        assert ("declares no PARAMS" in caplog.text) is warned, (refine, caplog.text)
+        if warned:
+            assert str(tmp_path / "initial.py") in caplog.text and "floats" in caplog.text

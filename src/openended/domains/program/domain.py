@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import functools
 import hashlib
+import logging
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,8 @@ from openended.domains.program.region import Region, RegionError, find_region
 from openended.errors import UserError
 from openended.sandbox import Limits
 from openended.textfiles import read_text
+
+logger = logging.getLogger(__name__)
 
 BRANCH_NODES = (
     ast.If,
@@ -186,6 +189,14 @@ class ProgramDomain:
                 message = message.split("\n", 1)[0] + "\nthe evaluator's traceback:\n" + trace
             raise DomainError(message)
         self._fitted_seed: Evaluation | None = None
+        if self.refines_parameters and not self.fits_parameters:
+            logger.warning(
+                "%s declares no %s list in the evolved region: the refine stage fits nothing "
+                'until a child declares one (domain.refine.target = "floats" fits every '
+                "float literal instead)",
+                config.initial,
+                PARAMETERS_NAME,
+            )
         initial_score = float(self._seed_evaluation.fitness)  # type: ignore[arg-type]
         self.fitness_floor = (
             config.fitness_floor
