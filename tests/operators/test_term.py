@@ -47,6 +47,13 @@ def test_the_returned_value_its_terms_and_the_functions_variables_are_found() ->
     assert returned.parameters == 2
 
 
+def test_the_returned_span_follows_pythons_line_breaks_not_str_splitlines() -> None:
+    code = PRIORITY.replace("    room = bins - item\n", "    room = bins - item  # \x0c\u2028\n")
+    returned = returned_value(code)
+    assert returned is not None and code[returned.start : returned.end] == returned.text
+    assert returned.text.startswith("-room + PARAMS[0]") and returned.text.endswith("* room")
+
+
 @pytest.mark.parametrize(
     "code",
     [

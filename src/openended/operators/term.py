@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from openended.archive.elite import Elite
-from openended.domains.program.refine import PARAMETERS_NAME, parameter_lists
+from openended.domains.program.refine import PARAMETERS_NAME, node_span, parameter_lists
 from openended.operators.base import Parsed, pick_one
 from openended.operators.program import ProgramOperator, metrics_line
 
@@ -54,15 +55,12 @@ class ReturnedValue:
     """The value binds more loosely than ``+`` (it needs brackets before a term is added)."""
 
 
-def _offset(lines: list[str], line: int, column: int) -> int:
-    return sum(len(text) for text in lines[: line - 1]) + len(
-        lines[line - 1].encode()[:column].decode()
-    )
-
-
+@functools.lru_cache(maxsize=1024)
 def returned_value(genome: str) -> ReturnedValue | None:
     """The evolved function's final return (None: the genome is not one function ending in
-    ``return <value>``, the value is a tuple, or the function declares no PARAMS list)."""
+    ``return <value>``, the value is a tuple, or the function declares no PARAMS list).
+    Cached: a request asks it of every elite (parent selection), then of the parent
+    twice (prompt, parse)."""
     try:
         tree = ast.parse(textwrap.dedent(genome))
     except SyntaxError:
@@ -80,9 +78,7 @@ def returned_value(genome: str) -> ReturnedValue | None:
     if len(lists) != 1:
         return None
     value = last.value
-    lines = genome.splitlines(keepends=True)
-    start = _offset(lines, value.lineno, value.col_offset)
-    end = _offset(lines, value.end_lineno or value.lineno, value.end_col_offset or 0)
+    start, end = node_span(genome, value)
     names = [a.arg for a in function.args.args + function.args.kwonlyargs]
     for node in ast.walk(function):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):

@@ -143,8 +143,7 @@ def _within(
     for node, value, signed in nodes:
         if node.end_lineno is None:
             continue
-        start = _offset(program, line_starts, node.lineno, node.col_offset)
-        stop = _offset(program, line_starts, node.end_lineno, node.end_col_offset or 0)
+        start, stop = node_span(program, node, line_starts)
         if begin <= start and stop <= end:
             found.append(FloatLiteral(start, stop, value, signed))
     return sorted(found, key=lambda literal: literal.start)
@@ -224,6 +223,19 @@ def _offset(program: str, line_starts: list[int], line: int, utf8_column: int) -
     start = line_starts[line - 1]
     text = program[start : line_starts[line] if line < len(line_starts) else len(program)]
     return start + len(text.encode()[:utf8_column].decode(errors="ignore"))
+
+
+def node_span(
+    program: str, node: ast.expr | ast.stmt, line_starts: list[int] | None = None
+) -> tuple[int, int]:
+    """The character offsets of `node`'s text in `program` (the program it was parsed
+    from; `line_starts` from `_line_starts`, computed when not given)."""
+    starts = _line_starts(program) if line_starts is None else line_starts
+    end_line = node.end_lineno or node.lineno
+    return (
+        _offset(program, starts, node.lineno, node.col_offset),
+        _offset(program, starts, end_line, node.end_col_offset or 0),
+    )
 
 
 def rounded(value: float) -> float:
