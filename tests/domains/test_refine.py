@@ -328,7 +328,7 @@ def test_a_seed_that_declares_parameters_is_fitted_once_and_the_prompts_say_so(
         calls = _counting(domain)
         (first,) = asyncio.run(domain.evaluate([domain.region.initial]))
         (again,) = asyncio.run(domain.evaluate([domain.region.initial]))
-        assert first is again and 0 < len(calls) <= config.refine.evaluations  # type: ignore[union-attr]
+        assert first is again and 0 < len(calls) <= config.refine.seed_evaluations  # type: ignore[union-attr]
         assert first.genome is not None and first.details["refine"]["gain"] > 0
         assert domain.seed_evaluation.genome is None  # the seed as written, kept apart
         assert float(first.fitness) > float(domain.seed_evaluation.fitness)  # type: ignore[arg-type]
@@ -361,6 +361,55 @@ def test_the_scan_finds_a_new_weight_of_any_scale_and_stays_in_budget() -> None:
     assert len(calls) == len(result.trials) <= 12
     assert result.best is not None and result.best.values == (2.0, -10.0)
     assert calls[0][0] == 2.0  # the weight at zero is scanned first
+
+
+def test_nelder_mead_children_outnumbering_the_default_executor_do_not_deadlock() -> None:
+    """Each Nelder–Mead fit runs in a thread that waits for evaluations; the sandbox runs
+    those in the loop's default executor. With the fits in that executor too, a batch with
+    more children than its workers waited forever (found with 16 children on 2 cores)."""
+
+    async def objective(values: tuple[float, ...]) -> float | None:
+        return await asyncio.to_thread(lambda: -((values[0] - 3.0) ** 2))
+
+    async def batch() -> list:
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+        settings = RefineSettings(method="nelder-mead")
+        return await asyncio.gather(
+            *(
+                tune(
+                    [1.0], objective, start_objective=-4.0, settings=settings, budget=8, key=str(i)
+                )
+                for i in range(6)
+            )
+        )
+
+    results = asyncio.run(asyncio.wait_for(batch(), timeout=60))
+    assert all(r.best is not None and r.best.score > -4.0 for r in results)
+
+
+def test_cma_restarts_when_the_scores_are_flat_and_spends_its_budget() -> None:
+    """An argmax over priorities is flat near the start; CMA-ES stops there. It restarts
+    from the best point with a wider step while calls are left, and finds what lies far."""
+    calls: list[tuple[float, ...]] = []
+
+    async def objective(values: tuple[float, ...]) -> float | None:
+        calls.append(values)
+        return 1.0 if abs(values[0]) > 1.5 else 0.0
+
+    result = asyncio.run(
+        tune(
+            [0.0, 0.0],
+            objective,
+            start_objective=0.0,
+            settings=RefineSettings(method="cma", step=0.05),
+            budget=48,
+            key="k",
+        )
+    )
+    assert len(calls) == 48
+    assert result.best is not None and result.best.score == 1.0
 
 
 def test_a_seed_without_params_is_warned_about_when_the_refine_stage_fits_params(

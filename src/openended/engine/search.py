@@ -297,7 +297,7 @@ class Search:
                 if generation.error or generation.finish_reason == "error":
                     record.status, record.error = Status.LM_ERROR, generation.error or "LM error"
                 else:
-                    parsed = operator.parse(generation.text, parents)
+                    parsed = operator.parse_reply(generation.text, parents, request)
                     if parsed.genome is None:
                         record.status = (
                             Status(parsed.status) if parsed.status != "ok" else Status.PARSE_ERROR

@@ -119,18 +119,29 @@ class Operator:
             return Parsed.failed(f"could not parse: {completion.strip()[:120]!r}")
         return Parsed(genome)
 
+    def parse_reply(
+        self, completion: str, parents: Sequence[Elite], request: GenerationRequest
+    ) -> Parsed:
+        """The child of one completion of `request` (by default `parse`, which needs no more
+        than the completion; an operator whose prompt depends on the request's seed, as a
+        menu of options does, overrides this)."""
+        return self.parse(completion, parents)
+
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
         """Choose this operator's parents from the archive's elites (by default one,
         uniformly: MAP-Elites' selection, Mouret & Clune 2015)."""
         return [pick_one(elites, rng)]
 
-    def render(self, parents: Sequence[Elite]) -> str:
+    def render(self, parents: Sequence[Elite], **more: Any) -> str:
+        """The prompt: the template with the domain, the parents, `extra_context` and
+        `more`."""
         try:
             return self.template.render(
                 domain=self.context,
                 parents=parents,
                 parent=parents[0],
                 **self.extra_context(parents),
+                **more,
             )
         except jinja2.TemplateError as exc:
             raise TemplateError(
@@ -142,8 +153,13 @@ class Operator:
         return {}
 
     def request(self, parents: Sequence[Elite], *, seed: int) -> GenerationRequest:
+        return self.request_for(self.render(parents), seed=seed)
+
+    def request_for(self, prompt: str, *, seed: int) -> GenerationRequest:
+        """The request that samples a completion of `prompt` with this operator's
+        settings."""
         return GenerationRequest(
-            prompt=self.render(parents),
+            prompt=prompt,
             n=1,
             max_tokens=self.sampling.max_tokens,
             temperature=self.sampling.temperature,

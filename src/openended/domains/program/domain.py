@@ -413,7 +413,7 @@ class ProgramDomain:
             refine = self.config.refine
             evaluation = self._seed_evaluation
             if refine is not None and refine.enabled:
-                evaluation = await self.refine(self.region.initial, evaluation, refine)
+                evaluation = await self.refine(self.region.initial, evaluation, refine.for_seed())
             self._fitted_seed = evaluation
         return self._fitted_seed
 

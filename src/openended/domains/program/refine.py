@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import hashlib
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,6 +63,25 @@ class RefineSettings(BaseModel):
         0.25, gt=0, description="first step, relative to each literal (absolute for 0.0)"
     )
     seed: int = Field(0, description="seed of CMA-ES (mixed with the program's hash)")
+    seed_evaluations: int = Field(
+        48,
+        ge=0,
+        description="evaluator calls for fitting the initial program once, at the start "
+        "(0: the per-child budget); counted by the run's budget",
+    )
+    seed_method: Literal["nelder-mead", "cma", "scan"] | None = Field(
+        "cma", description="the optimiser of that one-off fit (none: `method`)"
+    )
+
+    def for_seed(self) -> RefineSettings:
+        """The settings of the one-off fit of the initial program: a larger budget,
+        spent once, where every child starts from its values."""
+        return self.model_copy(
+            update={
+                "evaluations": self.seed_evaluations or self.evaluations,
+                "method": self.seed_method or self.method,
+            }
+        )
 
 
 PARAMETERS_NAME = "PARAMS"
@@ -343,13 +364,19 @@ async def _nelder_mead(
         return -score
 
     simplex = np.vstack([np.zeros(dimensions), settings.step * np.eye(dimensions)])
-    await asyncio.to_thread(
-        minimize,
-        loss,
-        np.zeros(dimensions),
-        method="Nelder-Mead",
-        options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-9},
-    )
+    # a thread of its own, not the loop's default executor: the evaluations it waits for
+    # may need that executor, and a batch with more children than its workers deadlocked
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nelder-mead") as thread:
+        await loop.run_in_executor(
+            thread,
+            functools.partial(
+                minimize,
+                loss,
+                np.zeros(dimensions),
+                method="Nelder-Mead",
+                options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-9},
+            ),
+        )
 
 
 async def _cma(
@@ -359,27 +386,40 @@ async def _cma(
     budget: int,
     key: str,
 ) -> None:
-    """CMA-ES with ask/tell: each generation is evaluated in parallel."""
+    """CMA-ES with ask/tell: each generation is evaluated in parallel. When the strategy
+    stops early (scores that are flat near the start: an argmax over priorities often is)
+    and calls are left, it restarts from the best point so far with a new seed and twice
+    the step (a restart strategy in the manner of IPOP-CMA-ES, Auger & Hansen 2005)."""
     import cma
 
     seed = int.from_bytes(hashlib.sha256(f"{settings.seed}:{key}".encode()).digest()[:4], "big")
-    strategy = cma.CMAEvolutionStrategy(
-        np.zeros(dimensions),
-        settings.step,
-        {"seed": seed or 1, "verbose": -9, "popsize": max(4, min(8, budget // 2))},
-    )
-    spent = 0
-    while spent < budget and not strategy.stop():
-        points = strategy.ask()[: budget - spent]
-        spent += len(points)
-        scores = await asyncio.gather(*(score_of(np.asarray(p)) for p in points))
-        if len(points) < strategy.popsize:
-            break  # the last, partial generation: its trials count, there is nothing to tell
-        finite = [-s for s in scores if s is not None and math.isfinite(s)]
-        penalty = (max(finite) if finite else 0.0) + 1.0
-        strategy.tell(
-            points, [-s if s is not None and math.isfinite(s) else penalty for s in scores]
+    spent, restart = 0, 0
+    centre, best = np.zeros(dimensions), -math.inf
+    while budget - spent >= 2:
+        strategy = cma.CMAEvolutionStrategy(
+            centre,
+            settings.step * 2**restart,
+            {
+                "seed": (seed + restart) % 2**31 or 1,
+                "verbose": -9,
+                "popsize": max(4, min(8, budget // 2)),
+            },
         )
+        while spent < budget and not strategy.stop():
+            points = strategy.ask()[: budget - spent]
+            spent += len(points)
+            scores = await asyncio.gather(*(score_of(np.asarray(p)) for p in points))
+            for point, score in zip(points, scores, strict=True):
+                if score is not None and math.isfinite(score) and score > best:
+                    centre, best = np.asarray(point), score
+            if len(points) < strategy.popsize:
+                return  # the last, partial generation: its trials count, nothing to tell
+            finite = [-s for s in scores if s is not None and math.isfinite(s)]
+            penalty = (max(finite) if finite else 0.0) + 1.0
+            strategy.tell(
+                points, [-s if s is not None and math.isfinite(s) else penalty for s in scores]
+            )
+        restart += 1
 
 
 SCAN_MAGNITUDES = (0.01, 0.1, 1.0, 10.0)
