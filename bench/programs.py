@@ -8,6 +8,9 @@ Arms, on each example (examples/*) and seed:
 
 - ``model+refine``: the default search, the embedded model proposing programs and the refine
   stage fitting their ``PARAMS`` (``--lm-calls`` batched calls of ``--batch-size``);
+- ``blind+refine``: the same, with the ``menu`` operator's weight (``--set
+  operators.menu.weight=...``) moved to ``menu_uniform``: the same menus of terms, the option
+  drawn uniformly instead of by the model (what the model's choice adds);
 - ``model``: the same LM calls with the refine stage off;
 - ``refine``: no model; CMA-ES on the seed's ``PARAMS`` with the evaluator calls that
   ``model+refine`` spent on the same seed;
@@ -44,10 +47,25 @@ FUNCTIONS = {
     "circle_packing": None,
     "function_minimization": None,
 }
-ARMS = ("model+refine", "model", "refine", "ast")
+ARMS = ("model+refine", "blind+refine", "model", "refine", "ast")
+MODEL_ARMS = ("model+refine", "blind+refine", "model")
 
 
-def overrides_for(example: str, seed: int, args: argparse.Namespace, refine: bool) -> list[str]:
+def blind(overrides: list[str]) -> list[str]:
+    """`overrides` with the menu operator's weight moved to its uniform ablation: the same
+    menus, the option drawn blindly instead of by the model."""
+    out = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.strip() == "operators.menu.weight":
+            out += ["operators.menu.weight=0", f"operators.menu_uniform.weight={value}"]
+        else:
+            out.append(override)
+    return out
+
+
+def overrides_for(example: str, seed: int, args: argparse.Namespace, arm: str) -> list[str]:
+    refine = arm != "model"
     folder = EXAMPLES_DIR / example
     out = [
         'domain.name="program"',
@@ -60,10 +78,11 @@ def overrides_for(example: str, seed: int, args: argparse.Namespace, refine: boo
         f"seed={seed}",
         f"domain.refine.enabled={'true' if refine else 'false'}",
         f'domain.refine.method="{args.refine_method}"',
+        f"domain.refine.seed={seed}",
     ]
     if FUNCTIONS[example]:
         out.append(f'domain.function="{FUNCTIONS[example]}"')
-    return out + list(args.set)
+    return out + (blind(args.set) if arm == "blind+refine" else list(args.set))
 
 
 def domain_for(example: str, *, refine: bool = True, method: str = "nelder-mead") -> Any:
@@ -95,18 +114,17 @@ async def test_scores(domain: Any, genomes: list[str]) -> list[float | None]:
 # -- the model arms: whole runs of the engine ----------------------------------------------
 
 
-def model_arm(example: str, seed: int, args: argparse.Namespace, refine: bool) -> dict[str, Any]:
+def model_arm(example: str, seed: int, args: argparse.Namespace, arm: str) -> dict[str, Any]:
     from openended import api
     from openended.apps.generalisation import generalisation
     from openended.apps.report.lineage import improvements
     from openended.store import RunStore
 
     start = time.perf_counter()
-    arm = "model+refine" if refine else "model"
     run_dir = args.out / "runs" / f"{example}.{seed}.{arm}.{run_name(args)}"
     if run_dir.exists():  # an unfinished earlier attempt: start it over
         shutil.rmtree(run_dir)
-    api.run(overrides=overrides_for(example, seed, args, refine), run_dir=run_dir)
+    api.run(overrides=overrides_for(example, seed, args, arm), run_dir=run_dir)
     with RunStore(run_dir) as store:  # the run is kept: `openended report` / `show` it
         records = {r.id or 0: r for r in store.candidates()}
         usage = store.get_meta("usage", {})
@@ -262,8 +280,8 @@ def run_one(example: str, seed: int, arm: str, args: argparse.Namespace) -> dict
     if path.is_file():
         return json.loads(path.read_text())
     print(f"{example} seed {seed} {arm} ...", flush=True)
-    if arm in ("model+refine", "model"):
-        result = model_arm(example, seed, args, refine=arm == "model+refine")
+    if arm in MODEL_ARMS:
+        result = model_arm(example, seed, args, arm)
     else:
         budget = run_one(example, seed, "model+refine", args)["evaluations"]
         if arm == "refine":

@@ -94,7 +94,9 @@ def build_operators(config: Config, domain: Domain) -> list[tuple[Operator, floa
         if weight <= 0:
             continue
         cls = operator_class(name)
-        template = load_template(name, override=op_config.template, domain_dir=domain.prompt_dir)
+        template = load_template(
+            cls.template_name or name, override=op_config.template, domain_dir=domain.prompt_dir
+        )
         preset = domain_sampling.get(name, {})
         stop = op_config.stop if op_config.stop is not None else preset.get("stop")
         sampling = SamplingSettings(

@@ -91,6 +91,9 @@ class Operator:
     turn the completion into a genome (by default with the domain's `parse`)."""
 
     name: ClassVar[str]
+    template_name: ClassVar[str | None] = None
+    """The prompt template's name when it is not the operator's (an ablation that shares
+    its operator's prompt)."""
     default_parents: ClassVar[int] = 1
     default_stop: ClassVar[tuple[str, ...]] = ("\n",)
     default_max_tokens: ClassVar[int] = 40

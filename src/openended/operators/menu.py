@@ -147,6 +147,7 @@ class UniformTermMenu(TermMenu):
     that arms compared at equal LM calls make the same number of children)."""
 
     name: ClassVar[str] = "menu_uniform"
+    template_name: ClassVar[str | None] = "menu"
     default_max_tokens: ClassVar[int] = 1
 
     def choose(self, completion: str, options: Sequence[str], seed: int) -> int | None:

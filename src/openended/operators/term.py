@@ -194,7 +194,7 @@ class TermAddition(ProgramOperator):
             raise TermNotApplicableError(
                 "the term operator needs an evolved function that ends in `return <value>` "
                 f"and declares {PARAMETERS_NAME} = [...] with the refine stage on "
-                "(target = 'params'); set operators.term.weight = 0"
+                f"(target = 'params'); set operators.{self.name}.weight = 0"
             )
 
     def select_parents(self, elites: list[Elite], rng: np.random.Generator) -> list[Elite]:
