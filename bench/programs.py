@@ -372,7 +372,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="a name for this variant's result files")
     parser.add_argument(
         "--refine-method",
-        default="nelder-mead",
+        default="scan",
         choices=["nelder-mead", "cma", "scan"],
         help="the refine stage's optimiser in the model and ast arms",
     )

@@ -79,7 +79,18 @@ EVERY_FIELD = {
             "stop": ["\n\n"],
             "parents": 3,
         }
-        for name in ("lmx", "mutation", "diff", "rewrite", "funsearch", "term", "evol", "contrast")
+        for name in (
+            "lmx",
+            "mutation",
+            "diff",
+            "rewrite",
+            "funsearch",
+            "term",
+            "menu",
+            "menu_uniform",
+            "evol",
+            "contrast",
+        )
     },
     "executor": {
         "kind": "ray",

@@ -79,6 +79,10 @@ def _operator(domain: ProgramDomain, kind: type[TermMenu] = TermMenu) -> TermMen
 PARENT = Elite(candidate_id=1, genome=PRIORITY, fitness=-3.0, descriptors=(0.0, 0.0))
 
 
+def test_the_menu_is_the_default_where_the_function_is_a_weighted_sum(domain) -> None:
+    assert domain.default_operator_weights == {"menu": 1.0}
+
+
 def test_the_prompt_letters_the_menu_and_the_child_adds_the_chosen_term(domain) -> None:
     operator = _operator(domain)
     request = operator.request([PARENT], seed=11)
@@ -134,7 +138,7 @@ def test_a_run_with_the_menu_makes_children_with_fitted_weights(tmp_path: Path, 
             "function": "priority",
             "refine": {"method": "scan", "seed_evaluations": 4},
         },
-        "operators": {n: {"weight": 0.0} for n in ("diff", "rewrite", "funsearch")}
+        "operators": {n: {"weight": 0.0} for n in ("diff", "menu", "menu_uniform")}
         | {name: {"weight": 1.0}},
         "search": {"batch_size": 4},
         "budget": {"max_lm_calls": 2, "max_evaluations": 0},

@@ -52,9 +52,9 @@ class RefineSettings(BaseModel):
         12, ge=2, description="evaluator calls per child for tuning (counted by the budget)"
     )
     method: Literal["nelder-mead", "cma", "scan"] = Field(
-        "nelder-mead",
-        description="the optimiser: nelder-mead, cma, or scan (each parameter in turn on a "
-        "log-scale grid of magnitudes: new terms whose weight starts at zero)",
+        "scan",
+        description="the optimiser: scan (each parameter in turn on a log-scale grid of "
+        "magnitudes: new terms whose weight starts at zero), nelder-mead or cma",
     )
     max_literals: int = Field(
         8, ge=1, description="fit at most this many parameters or literals (the first)"
