@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from openended.archive.elite import Elite
+from openended.domains.program.weighted_sum import ReturnedValue, returned_value
 from openended.lm.base import GenerationRequest
 from openended.operators.base import Parsed
-from openended.operators.term import ReturnedValue, TermAddition, add_term, returned_value
+from openended.operators.term import TermAddition, add_term
 
 UNARY = (
     "{a}",

@@ -18,123 +18,24 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
-import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from openended.archive.elite import Elite
-from openended.domains.program.refine import PARAMETERS_NAME, node_span, parameter_lists
+from openended.domains.program.refine import PARAMETERS_NAME
+from openended.domains.program.weighted_sum import (
+    ReturnedValue,
+    returned_value,
+    unweighted,
+)
 from openended.operators.base import Parsed, pick_one
 from openended.operators.program import ProgramOperator, metrics_line
-
-_LOOSE_BINDING = (ast.BoolOp, ast.Compare, ast.IfExp, ast.Lambda, ast.NamedExpr)
-_BITWISE = (ast.BitOr, ast.BitAnd, ast.BitXor, ast.LShift, ast.RShift)
 
 
 class TermNotApplicableError(ValueError):
     """The evolved region is not a function that returns one value and declares PARAMS."""
-
-
-@dataclass(frozen=True)
-class ReturnedValue:
-    """The final ``return`` of the evolved function: its value's text and span (character
-    offsets in the genome), the function's variable names and its parameter count."""
-
-    text: str
-    start: int
-    end: int
-    names: tuple[str, ...]
-    parameters: int
-    terms: tuple[str, ...]
-    """The value's addends, without their ``PARAMS[i] *`` weights."""
-    loose: bool
-    """The value binds more loosely than ``+`` (it needs brackets before a term is added)."""
-
-
-@functools.lru_cache(maxsize=1024)
-def returned_value(genome: str) -> ReturnedValue | None:
-    """The evolved function's final return (None: the genome is not one function ending in
-    ``return <value>``, the value is a tuple, or the function declares no PARAMS list).
-    Cached: a request asks it of every elite (parent selection), then of the parent
-    twice (prompt, parse)."""
-    try:
-        tree = ast.parse(textwrap.dedent(genome))
-    except SyntaxError:
-        return None
-    if genome != textwrap.dedent(genome):  # offsets below are in the genome's own text
-        return None
-    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    if len(functions) != 1:
-        return None
-    function = functions[0]
-    last = function.body[-1]
-    if not isinstance(last, ast.Return) or last.value is None or isinstance(last.value, ast.Tuple):
-        return None
-    lists = parameter_lists(function)
-    if len(lists) != 1:
-        return None
-    value = last.value
-    start, end = node_span(genome, value)
-    names = [a.arg for a in function.args.args + function.args.kwonlyargs]
-    for node in ast.walk(function):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.append(node.id)
-    unique = tuple(dict.fromkeys(n for n in names if n != PARAMETERS_NAME))
-    loose = isinstance(value, _LOOSE_BINDING) or (
-        isinstance(value, ast.BinOp) and isinstance(value.op, _BITWISE)
-    )
-    return ReturnedValue(
-        text=genome[start:end],
-        start=start,
-        end=end,
-        names=unique,
-        parameters=len(lists[0].elts),
-        terms=tuple(ast.unparse(t) for t in _unweighted(_addends(value))),
-        loose=loose,
-    )
-
-
-def _addends(node: ast.expr) -> list[ast.expr]:
-    """The terms of a sum (``a + b - c``: a, b, c), or the expression itself."""
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
-        return _addends(node.left) + _addends(node.right)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        return _addends(node.operand)
-    return [node]
-
-
-def _is_parameter(node: ast.expr) -> bool:
-    return (
-        isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == PARAMETERS_NAME
-    )
-
-
-def _factors(node: ast.expr) -> list[ast.expr]:
-    """The factors of a product (``a * b * c``: a, b, c), or the expression itself."""
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-        return _factors(node.left) + _factors(node.right)
-    return [node]
-
-
-def _unweighted(terms: list[ast.expr]) -> list[ast.expr]:
-    """Each term without its ``PARAMS[i]`` factors; distinct, in order (constants and bare
-    weights are not terms)."""
-    out: dict[str, ast.expr] = {}
-    for term in terms:
-        factors = [f for f in _factors(term) if not _is_parameter(f)]
-        if not factors or all(isinstance(f, ast.Constant) for f in factors):
-            continue
-        kept = factors[0]
-        for factor in factors[1:]:
-            kept = ast.BinOp(left=kept, op=ast.Mult(), right=factor)
-        out.setdefault(ast.dump(kept), kept)
-    return list(out.values())
 
 
 def parse_term(
@@ -159,10 +60,10 @@ def parse_term(
         return None, f"the term reads undefined names {', '.join(unknown)}: {line[:120]!r}"
     if not read & set(names):
         return None, f"the term reads none of the function's variables: {line[:120]!r}"
-    unweighted = _unweighted([expression])
-    if not unweighted:
+    found = unweighted([expression])
+    if not found:
         return None, f"the term is a weight, not a term: {line[:120]!r}"
-    term = ast.unparse(unweighted[0])
+    term = ast.unparse(found[0])
     if term in terms:
         return None, f"the function has this term already: {line[:120]!r}"
     return term, None

@@ -32,6 +32,7 @@ from openended.domains.program.refine import (
     tune,
 )
 from openended.domains.program.region import Region, RegionError, find_region
+from openended.domains.program.weighted_sum import returned_value
 from openended.errors import UserError
 from openended.sandbox import Limits
 from openended.textfiles import read_text
@@ -205,13 +206,10 @@ class ProgramDomain:
         )
         if self.region.function is None:  # no named function: no FunSearch crossover
             self.default_operator_weights = {"diff": 0.8, "rewrite": 0.2}
-        elif self.fits_parameters:
-            from openended.operators.term import returned_value
-
-            if returned_value(self.region.initial) is not None:
-                # a weighted sum with PARAMS: terms from a menu, weights fitted (measured
-                # in bench/programs.py, issue 35: the only operator whose children improve)
-                self.default_operator_weights = {"menu": 1.0}
+        elif self.fits_parameters and returned_value(self.region.initial) is not None:
+            # a weighted sum with PARAMS: terms from a menu, weights fitted (measured
+            # in bench/programs.py, issue 35: the only operator whose children improve)
+            self.default_operator_weights = {"menu": 1.0}
 
     @property
     def max_evaluations_per_child(self) -> int:
