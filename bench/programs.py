@@ -11,7 +11,9 @@ Arms, on each example (examples/*) and seed:
 - ``blind+refine``: the same, with the ``menu`` operator's weight (``--set
   operators.menu.weight=...``) moved to ``menu_uniform``: the same menus of terms, the option
   drawn uniformly instead of by the model (what the model's choice adds);
-- ``model``: the same LM calls with the refine stage off;
+- ``model``: the same LM calls with the refine stage off (and so with the domain's default
+  operators for that case, diff, rewrite and funsearch: ``--set`` is not applied, since the
+  menu and term operators need the refine stage);
 - ``refine``: no model; CMA-ES on the seed's ``PARAMS`` with the evaluator calls that
   ``model+refine`` spent on the same seed;
 - ``ast``: no model; genetic programming's structural mutation (random syntax-tree edits of
@@ -82,6 +84,8 @@ def overrides_for(example: str, seed: int, args: argparse.Namespace, arm: str) -
     ]
     if FUNCTIONS[example]:
         out.append(f'domain.function="{FUNCTIONS[example]}"')
+    if arm == "model":  # no refine stage: the menu and term operators cannot work; the
+        return out  # domain's defaults without it (diff, rewrite, funsearch)
     return out + (blind(args.set) if arm == "blind+refine" else list(args.set))
 
 

@@ -22,7 +22,7 @@ from openended.operators.menu import (
 from openended.operators.term import TermNotApplicableError, returned_value
 from openended.store import RunStore
 
-from .test_term import EVALUATOR, PRIORITY
+from .conftest import EVALUATOR, PRIORITY
 
 
 def test_the_grammar_writes_distinct_new_terms_of_the_functions_variables() -> None:
@@ -51,21 +51,6 @@ def test_the_reply_names_an_option_by_its_letter() -> None:
     assert chosen_label("option D and C", 8) == 3
     assert chosen_label(" 4,", 8) is None
     assert chosen_label(" Z", 8) is None and chosen_label(" H", 4) is None
-
-
-@pytest.fixture
-def domain(tmp_path: Path):
-    (tmp_path / "initial.py").write_text("import numpy as np\n\n\n" + PRIORITY)
-    (tmp_path / "evaluator.py").write_text(EVALUATOR)
-    made = ProgramDomain(
-        ProgramConfig(
-            initial=tmp_path / "initial.py",
-            evaluator=tmp_path / "evaluator.py",
-            function="priority",
-        )
-    )
-    yield made
-    made.close()
 
 
 def _operator(domain: ProgramDomain, kind: type[TermMenu] = TermMenu) -> TermMenu:

@@ -17,24 +17,7 @@ from openended.operators.term import (
     returned_value,
 )
 
-PRIORITY = '''def priority(item, bins):
-    """Best fit with weights."""
-    PARAMS = [0.5, 0.0]
-    room = bins - item
-    return -room + PARAMS[0] * room**2 + PARAMS[1] * item * room
-'''
-
-EVALUATOR = """import importlib.util
-import numpy as np
-
-
-def evaluate(path):
-    spec = importlib.util.spec_from_file_location("candidate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    bins = np.array([3.0, 5.0, 9.0])
-    return {"score": float(np.sum(module.priority(2.0, bins)))}
-"""
+from .conftest import PRIORITY
 
 
 def test_the_returned_value_its_terms_and_the_functions_variables_are_found() -> None:
@@ -98,21 +81,6 @@ def test_the_child_is_the_parent_plus_a_weighted_term_with_the_next_parameter() 
     child = add_term(loose, returned_value(loose), "x ** 2")  # type: ignore[arg-type]
     assert "return (x if x > 0 else -x) + PARAMS[1] * (x ** 2)" in child
     ast.parse(child)
-
-
-@pytest.fixture
-def domain(tmp_path: Path):
-    (tmp_path / "initial.py").write_text("import numpy as np\n\n\n" + PRIORITY)
-    (tmp_path / "evaluator.py").write_text(EVALUATOR)
-    made = ProgramDomain(
-        ProgramConfig(
-            initial=tmp_path / "initial.py",
-            evaluator=tmp_path / "evaluator.py",
-            function="priority",
-        )
-    )
-    yield made
-    made.close()
 
 
 def _operator(domain: ProgramDomain) -> TermAddition:

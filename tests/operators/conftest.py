@@ -1,0 +1,42 @@
+"""Shared by the term and menu tests: a weighted-sum priority function with PARAMS, and a
+program domain whose seed it is."""
+
+from pathlib import Path
+
+import pytest
+
+from openended.domains.program.domain import ProgramConfig, ProgramDomain
+
+PRIORITY = '''def priority(item, bins):
+    """Best fit with weights."""
+    PARAMS = [0.5, 0.0]
+    room = bins - item
+    return -room + PARAMS[0] * room**2 + PARAMS[1] * item * room
+'''
+
+EVALUATOR = """import importlib.util
+import numpy as np
+
+
+def evaluate(path):
+    spec = importlib.util.spec_from_file_location("candidate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bins = np.array([3.0, 5.0, 9.0])
+    return {"score": float(np.sum(module.priority(2.0, bins)))}
+"""
+
+
+@pytest.fixture
+def domain(tmp_path: Path):
+    (tmp_path / "initial.py").write_text("import numpy as np\n\n\n" + PRIORITY)
+    (tmp_path / "evaluator.py").write_text(EVALUATOR)
+    made = ProgramDomain(
+        ProgramConfig(
+            initial=tmp_path / "initial.py",
+            evaluator=tmp_path / "evaluator.py",
+            function="priority",
+        )
+    )
+    yield made
+    made.close()
