@@ -41,6 +41,7 @@ def texts(results: list) -> list[str]:
 # -- exactness ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # converts a model: seconds
 def test_float32_greedy_gives_the_transformers_tokens(tiny: Path, fast: CTranslate2LM) -> None:
     """Prompts of different lengths in one batch (CTranslate2 forces the longer prompts'
     tail through the decoding loop; those steps are not output)."""
@@ -168,6 +169,7 @@ def test_min_p_is_refused_by_name(fast: CTranslate2LM) -> None:
 # -- conversion ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # converts a model: seconds
 def test_a_conversion_is_reused_and_follows_the_weights(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "model")
     first = converted_model(model, "float32")
@@ -185,6 +187,7 @@ def test_a_conversion_is_reused_and_follows_the_weights(tmp_path: Path) -> None:
     assert converted_model(model, "float32") != first
 
 
+@pytest.mark.slow  # converts a model: seconds
 def test_a_half_written_conversion_is_never_used(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "model")
     target = converted_model(model, "float32")
@@ -195,6 +198,7 @@ def test_a_half_written_conversion_is_never_used(tmp_path: Path) -> None:
     CTranslate2LM(model, compute_type="float32", threads=1)  # loads: it was redone
 
 
+@pytest.mark.slow  # converts a model: seconds
 def test_bad_inputs_are_named_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.compute_type"):
         load_config(None, ['model.compute_type="int4"'])
