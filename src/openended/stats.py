@@ -10,8 +10,9 @@ way against 1 (`ratio_of_means`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,30 +52,14 @@ def paired_difference(
 ) -> Interval:
     """The mean of ``arm[i] - reference[i]`` over items with its bootstrap interval
     (``scipy.stats.bootstrap``, BCa; the percentile method where BCa is undefined)."""
-    from scipy.stats import bootstrap
-
     diffs = np.asarray(arm, dtype=float) - np.asarray(reference, dtype=float)
     if diffs.size == 0:
         raise ValueError("no items to compare")
     mean = float(diffs.mean())
     if diffs.size < 2 or np.all(diffs == diffs[0]):
         return Interval(mean, mean, mean)  # no spread: the bootstrap is degenerate
-    rng = np.random.default_rng(seed)
-    result = bootstrap(
-        (diffs,), np.mean, confidence_level=confidence, n_resamples=resamples, random_state=rng
-    )
-    low, high = result.confidence_interval
-    if not (np.isfinite(low) and np.isfinite(high)):
-        result = bootstrap(
-            (diffs,),
-            np.mean,
-            confidence_level=confidence,
-            n_resamples=resamples,
-            method="percentile",
-            random_state=rng,
-        )
-        low, high = result.confidence_interval
-    return Interval(mean, float(low), float(high))
+    low, high = _interval((diffs,), np.mean, False, confidence, resamples, seed)
+    return Interval(mean, low, high)
 
 
 def ratio_of_means(
@@ -92,8 +77,6 @@ def ratio_of_means(
     together; otherwise (children of two searches) each arm's items are resampled on their
     own. BCa where it is defined, else the percentile method. A reference whose mean is 0
     has no ratio: ValueError."""
-    from scipy.stats import bootstrap
-
     a = np.asarray(arm, dtype=float)
     b = np.asarray(reference, dtype=float)
     if a.size == 0 or b.size == 0:
@@ -111,14 +94,29 @@ def ratio_of_means(
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(denominator > 0, np.mean(x, axis=axis) / denominator, np.inf)
 
+    low, high = _interval((a, b), statistic, paired, confidence, resamples, seed)
+    return Interval(ratio, low, high, null=1.0)
+
+
+def _interval(
+    samples: tuple[np.ndarray, ...],
+    statistic: Callable[..., Any],
+    paired: bool,
+    confidence: float,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float]:
+    """``scipy.stats.bootstrap``'s interval of `statistic` over `samples`: BCa, or the
+    percentile method where BCa is undefined (a statistic with too little spread)."""
+    from scipy.stats import bootstrap
+
     rng = np.random.default_rng(seed)
     low = high = float("nan")
     for method in ("BCa", "percentile"):
         result = bootstrap(
-            (a, b),
+            samples,
             statistic,
             paired=paired,
-            vectorized=True,
             confidence_level=confidence,
             n_resamples=resamples,
             method=method,
@@ -127,4 +125,4 @@ def ratio_of_means(
         low, high = (float(v) for v in result.confidence_interval)
         if np.isfinite(low) and np.isfinite(high):
             break
-    return Interval(ratio, low, high, null=1.0)
+    return low, high
