@@ -19,6 +19,7 @@ adds over a blind pick.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import re
@@ -61,9 +62,11 @@ hundreds of lines for a function of six variables)."""
 LABELS = "ABCDEFGHIJKLMNOP"
 
 
-def term_grammar(returned: ReturnedValue) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def term_grammar(returned: ReturnedValue) -> tuple[str, ...]:
     """Every term the grammar writes from the function's variables and terms, normalised
-    (``ast.unparse``), distinct, none of them a term the function has already."""
+    (``ast.unparse``), distinct, none of them a term the function has already. Cached: each
+    child's menu is drawn from it twice (the prompt, then the parse of the reply)."""
     names = list(returned.names)
     operands = [(n, n) for n in names] + [(f"({t})", t) for t in returned.terms]
     written = [form.format(a=a) for a in names for form in UNARY]
@@ -75,7 +78,7 @@ def term_grammar(returned: ReturnedValue) -> list[str]:
         term = ast.unparse(ast.parse(text, mode="eval").body)
         if term not in have:
             out.setdefault(term, None)
-    return list(out)
+    return tuple(out)
 
 
 def menu_for(genome: str, seed: int, size: int = OPTIONS) -> list[str]:

@@ -85,7 +85,7 @@ def _addends(node: ast.expr) -> list[ast.expr]:
     return [node]
 
 
-def is_parameter(node: ast.expr) -> bool:
+def _is_parameter(node: ast.expr) -> bool:
     return (
         isinstance(node, ast.Subscript)
         and isinstance(node.value, ast.Name)
@@ -105,7 +105,7 @@ def unweighted(terms: list[ast.expr]) -> list[ast.expr]:
     weights are not terms)."""
     out: dict[str, ast.expr] = {}
     for term in terms:
-        factors = [f for f in _factors(term) if not is_parameter(f)]
+        factors = [f for f in _factors(term) if not _is_parameter(f)]
         if not factors or all(isinstance(f, ast.Constant) for f in factors):
             continue
         kept = factors[0]
