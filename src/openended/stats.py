@@ -10,6 +10,7 @@ way against 1 (`ratio_of_means`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,15 +114,18 @@ def _interval(
     rng = np.random.default_rng(seed)
     low = high = float("nan")
     for method in ("BCa", "percentile"):
-        result = bootstrap(
-            samples,
-            statistic,
-            paired=paired,
-            confidence_level=confidence,
-            n_resamples=resamples,
-            method=method,
-            random_state=rng,
-        )
+        with warnings.catch_warnings():  # an undefined BCa is handled: percentile
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.filterwarnings("ignore", message=".*BCa confidence interval")
+            result = bootstrap(
+                samples,
+                statistic,
+                paired=paired,
+                confidence_level=confidence,
+                n_resamples=resamples,
+                method=method,
+                random_state=rng,
+            )
         low, high = (float(v) for v in result.confidence_interval)
         if np.isfinite(low) and np.isfinite(high):
             break

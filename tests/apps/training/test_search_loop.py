@@ -84,7 +84,17 @@ def test_the_tuned_arm_searches_with_the_model_trained_on_its_own_verified_pairs
         assert step.completions == 24  # the same completions in every search
     saved = json.loads((out / "loop.json").read_text())
     assert len(saved["searches"]) == 4 and saved["trainings"][0]["pairs"] == len(examples)
-    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(f"{m}.png" for m in METRICS)
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert plots == sorted([*(f"{m}.png" for m in METRICS), "effects.png"])
+    # every child's outcome is kept, and the rates are their means
+    for step in loop.searches:
+        for metric in ("valid_rate", "improved_rate"):
+            assert len(step.items[metric]) == step.completions
+            assert sum(step.items[metric]) / step.completions == step.metrics[metric]
+    effects = {(e["metric"], e["iteration"]) for e in saved["effects"]}
+    assert effects <= {("valid_rate", 2), ("improved_rate", 2)} and ("valid_rate", 2) in effects
+    valid = next(e for e in saved["effects"] if e["metric"] == "valid_rate")
+    assert valid["items"] == 48 and valid["low"] <= valid["ratio"] <= valid["high"]
     lines = (folder / "training_pairs.jsonl").read_text().splitlines()
     assert [json.loads(line)["prompt"] for line in lines] == [e.prompt for e in examples]
 

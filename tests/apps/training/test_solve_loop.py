@@ -37,7 +37,7 @@ def loop_of(tmp_path: Path, script, trainer: RecordingTrainer, **options) -> Sol
         out_dir=tmp_path / "out",
         iterations=2,
         held_out=0.5,
-        seed=2,  # trains on Double:0, Double:1, SumTo:0; holds out Palindrome and Huge
+        split_seed=2,  # trains on Double:0, Double:1, SumTo:0; holds out Palindrome and Huge
         samples=6,
         eval_samples=2,
         ks=(1, 2),
@@ -90,3 +90,46 @@ def test_a_rerun_redoes_nothing_and_other_settings_are_refused(tmp_path: Path) -
     assert len(loop.run()) == 5 and models == []  # base + 2 tuned + 2 control, all done
     with pytest.raises(Exception, match="other settings"):
         loop_of(tmp_path, partly_right, RecordingTrainer(), max_per_puzzle=2)
+
+
+def test_every_arm_is_judged_against_the_base_with_an_interval_over_puzzles(
+    tmp_path: Path,
+) -> None:
+    loop = loop_of(tmp_path, partly_right, RecordingTrainer())
+    loop.run()
+    record = json.loads(loop.record_path.read_text())
+    base = next(s for s in record["steps"] if s["arm"] == "base")
+    assert len(base["per_puzzle"]["pass@2"]) == len(loop.eval_set) == 2
+    assert base["pass_at"]["pass@2"] == sum(base["per_puzzle"]["pass@2"]) / 2
+    # the scripted model solves nothing held out: no ratio to the base exists
+    assert record["effects"] == [] and (loop.out / "effects.png").is_file()
+
+
+def test_seeds_share_their_held_out_puzzles_and_pool_into_one_effect(tmp_path: Path) -> None:
+    from openended.apps.training.solve_loop import run_solve_seeds
+
+    def model(name: str) -> ScriptedLM:
+        """Solves the held-out palindrome in half of the samples; a trained model (a
+        folder) in all of them."""
+        trained = name != "embedded"
+
+        def script(request: GenerationRequest, sample: int) -> str:
+            if "s[0] == 'q'" in (request.prompt or "") and (sample % 2 == 0 or trained):
+                return "\n    return 'qabcbaq'"
+            return partly_right(request, sample)
+
+        return ScriptedLM(script)
+
+    loop = loop_of(tmp_path, partly_right, RecordingTrainer())
+    loops, effects = run_solve_seeds(
+        loop.settings, [0, 1, 2], log=lambda line: None, language_model=model,
+        trainer=RecordingTrainer(),
+    )  # fmt: skip
+    assert [lp.settings.seed for lp in loops] == [0, 1, 2]
+    assert len({tuple(p.name for p in lp.eval_set) for lp in loops}) == 1
+    control = next(e for e in effects if e.arm == "control" and e.metric == "pass@1")
+    assert control.seeds == 3 and control.items == 2 and control.ratio == 1.0
+    tuned = next(e for e in effects if e.arm == "tuned" and e.iteration == 2)
+    assert tuned.ratio > 1.0 and tuned.arm_mean > tuned.reference_mean
+    saved = json.loads((loop.out / "effects.json").read_text())
+    assert saved["settings"] == {"seeds": [0, 1, 2]} and len(saved["effects"]) == len(effects)

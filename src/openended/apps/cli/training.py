@@ -107,7 +107,7 @@ def cmd_improve(args: argparse.Namespace) -> int:
         out_dir=args.out,
         model=args.model or "embedded",
         iterations=args.iterations or 1,
-        arms=tuple(args.arms),
+        arms=_arms(args, ("qd", "naive")),
         seed=args.seed or 0,
         finetune=_finetune_settings(args),
     )
@@ -137,7 +137,7 @@ def _finetune_settings(args: argparse.Namespace, **more: Any) -> FinetuneSetting
 
 def _improve_solve(args: argparse.Namespace) -> int:
     """`openended improve --solve PUZZLES`: expert iteration on verified solutions."""
-    from openended.apps.training.solve_loop import SolveLoop, SolveLoopSettings
+    from openended.apps.training.solve_loop import SolveLoop, SolveLoopSettings, run_solve_seeds
 
     settings = settings_from(
         SolveLoopSettings,
@@ -148,20 +148,48 @@ def _improve_solve(args: argparse.Namespace) -> int:
         out_dir=args.out,
         model=args.model or "embedded",
         iterations=args.iterations or 2,
+        arms=_arms(args, ("tuned", "control", "selfplay"), default=("tuned", "control")),
         samples=args.train_samples,
         eval_samples=args.samples,
         seed=args.seed or 0,
         finetune=_finetune_settings(args),
     )
+    if args.seeds:
+        _, effects = run_solve_seeds(settings, args.seeds, log=print_line)
+        _print_effects(effects)
+        console.print(f"results: {settings.out_dir / 'effects.json'}")
+        return 0
     loop = SolveLoop(settings, log=print_line)
     _print_steps(loop.run(), lambda step: step.pass_at)
+    _print_effects(loop.effects())
     console.print(f"results: {loop.record_path}")
     return 0
 
 
+def _arms(
+    args: argparse.Namespace, allowed: tuple[str, ...], default: tuple[str, ...] | None = None
+) -> tuple[str, ...]:
+    """The --arms this loop has (all of `allowed` by default): others are refused."""
+    arms = tuple(args.arms or default or allowed)
+    wrong = [a for a in arms if a not in allowed]
+    if wrong:
+        raise ConfigError(f"--arms {wrong[0]}: this loop's arms are {', '.join(allowed)}")
+    return arms
+
+
+def _print_effects(effects: Iterable[Any]) -> None:
+    """Each effect with its interval, and whether it may be claimed."""
+    for effect in effects:
+        console.print(effect.line(), highlight=False)
+
+
 def _improve_search(args: argparse.Namespace) -> int:
     """`openended improve --config RUN.toml`: the loop for any domain's search."""
-    from openended.apps.training.search_loop import LoopSettings, SearchImproveLoop
+    from openended.apps.training.search_loop import (
+        LoopSettings,
+        SearchImproveLoop,
+        run_search_seeds,
+    )
 
     settings = settings_from(
         LoopSettings,
@@ -173,8 +201,14 @@ def _improve_search(args: argparse.Namespace) -> int:
         iterations=args.iterations or 2,
         finetune=_finetune_settings(args),
     )
+    if args.seeds:
+        _, effects = run_search_seeds(settings, args.seeds, log=print_line)
+        _print_effects(effects)
+        console.print(f"results: {settings.out_dir / 'effects.json'}")
+        return 0
     loop = SearchImproveLoop(settings, log=print_line)
     _print_steps(loop.run(), lambda step: step.metrics)
+    _print_effects(loop.effects())
     console.print(f"results: {loop.record_path}  plots: {loop.out / 'plots'}")
     return 0
 
@@ -281,7 +315,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     improve.add_argument("--min-pairs", type=int, default=8, help="train on no fewer")
     improve.add_argument("--max-per-parent", type=int, default=4, help="pairs one parent may give")
-    improve.add_argument("--arms", nargs="+", choices=["qd", "naive"], default=["qd", "naive"])
+    improve.add_argument(
+        "--arms", nargs="+", choices=["qd", "naive", "tuned", "control", "selfplay"],
+        help="--puzzles: qd and/or naive (default both); --solve: tuned, control and/or "
+        "selfplay (self-written puzzles; default tuned control)",
+    )  # fmt: skip
     improve.add_argument("--held-out", type=float, default=0.3, help="share of families held out")
     improve.add_argument("--eval-puzzles", type=int, default=40)
     improve.add_argument("--samples", type=int, default=10, help="samples per held-out puzzle")
@@ -297,4 +335,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     improve.add_argument("--epochs", type=float, default=2.0)
     _objective_flags(improve)
     improve.add_argument("--seed", type=int, help="the search's seed (--puzzles: default 0)")
+    improve.add_argument(
+        "--seeds", type=int, nargs="+",
+        help="--config, --solve: run the loop once per seed (in OUT/seed<N>) and pool the "
+        "effects over them, each with its bootstrap 95%% interval (OUT/effects.json)",
+    )  # fmt: skip
     improve.set_defaults(func=cmd_improve)

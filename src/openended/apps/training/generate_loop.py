@@ -11,7 +11,9 @@ Two arms at the same generation budget (completions per iteration):
   solution verifies, deduplicate exactly; no archive, no vacuity check.
 
 Every step's result is written to ``improve.json`` as soon as it is done; running again
-with the same output folder skips finished steps.
+with the same output folder skips finished steps. Held-out evaluations keep each puzzle's
+pass@k, so that each arm's figure over the base model's comes with a bootstrap 95%
+interval over the puzzles (``effects`` in the record; `loop_effects`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from openended.apps.training.finetune import FinetuneSettings, finetune
+from openended.apps.training.loop_effects import Effect, held_out_effects
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
 from openended.apps.training.puzzle_data import (
     distinct_sources,
@@ -41,7 +44,7 @@ from openended.domains.puzzles.domain import (
 from openended.domains.puzzles.p3 import Puzzle, answer_type_bin, load_puzzles, save_puzzles
 from openended.domains.puzzles.p3 import split_by_family as split_puzzles
 from openended.domains.puzzles.puzzle_source import PuzzleParseError, PuzzleSource, parse_puzzle
-from openended.domains.puzzles.solve import solve_puzzles
+from openended.domains.puzzles.solve import SolveReport, report_figures, solve_puzzles
 from openended.domains.puzzles.verify import PuzzleVerifier
 from openended.errors import UserError
 from openended.lm.base import GenerationRequest, LanguageModel
@@ -91,6 +94,8 @@ class Step:
     training_examples: int = 0
     diversity: dict[str, float] = field(default_factory=dict)
     pass_at: dict[str, float] = field(default_factory=dict)
+    per_puzzle: dict[str, list[float]] = field(default_factory=dict)
+    """Each held-out puzzle's pass@k, in the order of the evaluation set."""
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -141,8 +146,25 @@ class ImproveLoop:
 
     def _save(self) -> None:
         write_loop_record(
-            self.record_path, self._settings_json(), steps=[asdict(s) for s in self.steps]
+            self.record_path,
+            self._settings_json(),
+            steps=[asdict(s) for s in self.steps],
+            effects=[e.as_json() for e in self.effects()],
         )
+
+    def effects(self) -> list[Effect]:
+        """Each arm's held-out pass@k over the base model's (paired over puzzles)."""
+        base = self._done("base", 0)
+        if base is None:
+            return []
+        return [
+            effect
+            for step in self.steps
+            if step.arm != "base"
+            for effect in held_out_effects(
+                step.arm, step.iteration, [(step.per_puzzle, base.per_puzzle)]
+            )
+        ]
 
     def _done(self, arm: str, iteration: int) -> Step | None:
         return next((s for s in self.steps if s.arm == arm and s.iteration == iteration), None)
@@ -155,7 +177,8 @@ class ImproveLoop:
         if base is None:
             self.log(f"evaluating the base model on {len(self.eval_set)} held-out puzzles")
             start = time.perf_counter()
-            base = Step("base", 0, s.model, pass_at=self._evaluate(s.model))
+            base = Step("base", 0, s.model)
+            base.pass_at, base.per_puzzle = self._evaluate(s.model)
             base.seconds["evaluate"] = round(time.perf_counter() - start, 1)
             self._record(base)
         for arm in s.arms:
@@ -218,10 +241,10 @@ class ImproveLoop:
             self.log(f"[{arm} {iteration}] no verified data: the model is not changed")
         earlier = next((x for x in self.steps if x.model == step.model and x.pass_at), None)
         if earlier is not None:  # the model did not change: its pass@k is known
-            step.pass_at = dict(earlier.pass_at)
+            step.pass_at, step.per_puzzle = dict(earlier.pass_at), dict(earlier.per_puzzle)
             return step
         start = time.perf_counter()
-        step.pass_at = self._evaluate(step.model)
+        step.pass_at, step.per_puzzle = self._evaluate(step.model)
         step.seconds["evaluate"] = round(time.perf_counter() - start, 1)
         return step
 
@@ -296,7 +319,7 @@ class ImproveLoop:
 
     # -- evaluation -------------------------------------------------------------------------
 
-    def _evaluate(self, model: str) -> dict[str, float]:
+    def _evaluate(self, model: str) -> tuple[dict[str, float], dict[str, list[float]]]:
         s = self.settings
         lm = _local_model(model)
         start = time.perf_counter()
@@ -310,8 +333,8 @@ class ImproveLoop:
                     lm, self.eval_set, verifier, samples=s.samples, seed=s.seed, progress=progress
                 )
 
-        report = asyncio.run(go())
-        return {f"pass@{k}": round(report.pass_at(k), 4) for k in s.ks if k <= s.samples}
+        report: SolveReport = asyncio.run(go())
+        return report_figures(report, self.eval_set, s.ks)
 
     def _domain_config(self, *, solver_attempts: int) -> PuzzlesConfig:
         s = self.settings

@@ -11,7 +11,10 @@ training's. *M_1* is the base model, so both arms share iteration 1's search.
 
 Every finished step (a search, a fine-tune) is written to ``loop.json`` at once; running
 again with the same output folder skips finished steps and resumes an interrupted search
-from its committed batches.
+from its committed batches. Each search keeps every child's outcome (valid, beat its best
+parent), so that the tuned arm's rates over the control's come with a bootstrap 95%
+interval over the children (`loop_effects`; ``effects`` in the record, ``plots/effects.png``);
+`run_search_seeds` runs the loop with several seeds and pools the children over them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +36,7 @@ from openended.apps.training.finetune import (
     Preference,
     finetune,
 )
+from openended.apps.training.loop_effects import Effect, plot_effects, ratio_effect
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
 from openended.apps.training.pairs import (
     Selection,
@@ -99,6 +103,9 @@ class SearchStep:
     """Completions the model wrote (each one child, valid or not)."""
     valid_children: int
     metrics: dict[str, float]
+    items: dict[str, list[float]] = field(default_factory=dict)
+    """Each child's outcome (1 or 0), in the run's order: ``valid_rate`` (it is valid),
+    ``improved_rate`` (it beat its best parent)."""
 
 
 @dataclass
@@ -165,7 +172,12 @@ class SearchImproveLoop:
             self._settings_json(),
             searches=[asdict(s) for s in self.searches],
             trainings=[asdict(t) for t in self.trainings],
+            effects=[e.as_json() for e in self.effects()],
         )
+
+    def effects(self) -> list[Effect]:
+        """The tuned arm's rates over the control's (children resampled per arm)."""
+        return search_effects([self])
 
     def search_step(self, arm: str, iteration: int) -> SearchStep | None:
         return next((s for s in self.searches if s.arm == arm and s.iteration == iteration), None)
@@ -301,7 +313,7 @@ class SearchImproveLoop:
 
         folder = self.out / "plots"
         folder.mkdir(parents=True, exist_ok=True)
-        paths = []
+        paths = [plot_effects(self.effects(), folder / "effects.png", "tuned over control")]
         for metric in METRICS:
             fig, ax = plt.subplots(figsize=(5, 3.5))
             for arm in ARMS:
@@ -331,19 +343,25 @@ def search_metrics(run_dir: Path) -> dict[str, Any]:
     fitness = valid_fitness(records)
     children = [r for r in records if r.parents]
     valid = [r for r in children if r.status == "valid" and r.fitness is not None]
-    improved = 0
-    for record in valid:
-        best = best_parent(record, fitness)
-        improved += best is not None and record.fitness > best[1]  # type: ignore[operator]
     count = max(len(children), 1)
     best = last.best_fitness if last is not None else None
+    valid_ids = {id(r) for r in valid}
+    improved_ids = {
+        id(r)
+        for r in valid
+        if (b := best_parent(r, fitness)) is not None and r.fitness > b[1]  # type: ignore[operator]
+    }
     return {
         "completions": len(children),
         "valid_children": len(valid),
+        "items": {
+            "valid_rate": [float(id(r) in valid_ids) for r in children],
+            "improved_rate": [float(id(r) in improved_ids) for r in children],
+        },
         "metrics": {
             "valid_rate": len(valid) / count,
             "duplicate_rate": sum(r.status == "duplicate" for r in children) / count,
-            "improved_rate": improved / count,
+            "improved_rate": len(improved_ids) / count,
             "best_fitness": float(best) if best is not None else math.nan,
             "qd_score": float(last.qd_score) if last else 0.0,
             "coverage": float(last.coverage) if last else 0.0,
@@ -351,3 +369,61 @@ def search_metrics(run_dir: Path) -> dict[str, Any]:
             "seconds": float(last.elapsed) if last else 0.0,
         },
     }
+
+
+EFFECT_METRICS = ("improved_rate", "valid_rate")
+
+
+def search_effects(loops: Sequence[SearchImproveLoop]) -> list[Effect]:
+    """The tuned arm's `EFFECT_METRICS` over the control's at each iteration after the
+    first (which both arms share), the children of the loops (one per seed) pooled;
+    iterations some loop lacks are left out."""
+    effects = []
+    iterations = max((s.iteration for loop in loops for s in loop.searches), default=0)
+    for iteration in range(2, iterations + 1):
+        pairs = [(loop.search_step("tuned", iteration), loop.search_step("control", iteration))
+                 for loop in loops]  # fmt: skip
+        if not all(t and c and t.items and c.items for t, c in pairs):
+            continue
+        for metric in EFFECT_METRICS:
+            found = ratio_effect(
+                metric,
+                "tuned",
+                "control",
+                iteration,
+                [t.items[metric] for t, _ in pairs],  # type: ignore[union-attr]
+                [c.items[metric] for _, c in pairs],  # type: ignore[union-attr]
+                paired=False,
+            )
+            if found is not None:
+                effects.append(found)
+    return effects
+
+
+def run_search_seeds(
+    settings: LoopSettings, seeds: Sequence[int], **options: Any
+) -> tuple[list[SearchImproveLoop], list[Effect]]:
+    """The loop once per seed (the run's ``seed`` set to each; in ``<out_dir>/seed<N>``,
+    each resumable), then the effects pooled over the seeds, written to
+    ``<out_dir>/effects.json`` and ``effects.png``. `options` go to each loop."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise LoopError(f"--seeds must be distinct and at least one, got {list(seeds)}")
+    loops = []
+    for seed in seeds:
+        loop = SearchImproveLoop(
+            dataclasses.replace(
+                settings,
+                out_dir=Path(settings.out_dir) / f"seed{seed}",
+                overrides=(*settings.overrides, f"seed={seed}"),
+            ),
+            **options,
+        )
+        loop.run()
+        loops.append(loop)
+    effects = search_effects(loops)
+    out = Path(settings.out_dir)
+    write_loop_record(
+        out / "effects.json", {"seeds": list(seeds)}, effects=[e.as_json() for e in effects]
+    )
+    plot_effects(effects, out / "effects.png", "tuned over control")
+    return loops, effects

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from openended.domains.base import Axis, Evaluation
 from openended.domains.puzzles.p3 import (
     ANSWER_TYPES,
+    Puzzle,
     answer_type_bin,
     load_puzzles,
     split_by_family,
@@ -221,6 +222,13 @@ def seed_genomes(config: PuzzlesConfig) -> list[str]:
     puzzles = load_puzzles(config.seeds or SEEDS_FILE)
     if config.held_out:
         puzzles, _ = split_by_family(puzzles, held_out=config.held_out, seed=config.split_seed)
+    genomes = puzzle_genomes(puzzles)
+    random.Random(config.split_seed).shuffle(genomes)
+    return genomes[: config.max_seeds]
+
+
+def puzzle_genomes(puzzles: Sequence[Puzzle]) -> list[str]:
+    """The (sat, sol) genome of each puzzle with a reference solution (its first one)."""
     genomes = []
     for p in puzzles:
         for solution in p.reference_solutions()[:1]:
@@ -228,8 +236,7 @@ def seed_genomes(config: PuzzlesConfig) -> list[str]:
                 genomes.append(parse_puzzle(f"{p.sat}\n\n{solution}").genome)
             except (PuzzleParseError, ValueError):
                 continue  # e.g. numbers over Python's digit limit for parsing
-    random.Random(config.split_seed).shuffle(genomes)
-    return genomes[: config.max_seeds]
+    return genomes
 
 
 def _ast_size(code: str) -> int:

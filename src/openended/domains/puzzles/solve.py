@@ -97,6 +97,8 @@ class SolveReport:
     results: list[PuzzleResult]
     sandbox: dict[str, Any] = field(default_factory=dict)
     """How the solutions were run (isolation, seccomp): verification is only as good as it."""
+    completion_tokens: int = 0
+    """Tokens the model wrote for all the samples."""
 
     def pass_at(self, k: int) -> float:
         """Mean pass@k over the puzzles."""
@@ -122,6 +124,23 @@ class SolveReport:
     def write(self, path: str | Path, ks: Sequence[int]) -> None:
         data = {"summary": self.summary(ks), "results": [asdict(r) for r in self.results]}
         Path(path).write_text(json.dumps(data, indent=1))
+
+
+def report_figures(
+    report: SolveReport, puzzles: Sequence[Puzzle], ks: Sequence[int]
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """pass@k for each k up to the samples drawn: the mean over the puzzles, and each
+    puzzle's in the order of `puzzles` (for an interval over puzzles)."""
+    usable = [k for k in ks if k <= report.samples]
+    by_name = {r.name: r for r in report.results}
+    per_puzzle = {
+        f"pass@{k}": [
+            round(pass_at_k(by_name[p.name].samples, by_name[p.name].correct, k), 4)
+            for p in puzzles
+        ]
+        for k in usable
+    }
+    return {f"pass@{k}": round(report.pass_at(k), 4) for k in usable}, per_puzzle
 
 
 def _failure_kind(verdict: Verdict) -> str:
@@ -158,6 +177,7 @@ async def solve_puzzles(
     of thousands of digits) is not sent to the model: it counts as unsolved, with the
     failure ``prompt too long``."""
     results: list[PuzzleResult] = []
+    tokens = 0
     prompts = {p.name: solve_prompt(p, shots=shots) for p in puzzles}
     fits = [p for p in puzzles if len(prompts[p.name]) <= max_prompt_chars]
     for p in puzzles:
@@ -178,6 +198,7 @@ async def solve_puzzles(
             for p in part
         ]
         generated = await lm.generate(requests)
+        tokens += sum(g.completion_tokens for r in generated for g in r.generations)
         for puzzle, result in zip(part, generated, strict=True):
             bodies = [solution_body(g.text) for g in result.generations]
             distinct = sorted(set(bodies))
@@ -209,6 +230,7 @@ async def solve_puzzles(
         samples=samples,
         results=results,
         sandbox=dict(verifier.solutions.info),
+        completion_tokens=tokens,
     )
 
 
