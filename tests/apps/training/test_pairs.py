@@ -163,8 +163,59 @@ def test_preferences_put_a_valid_child_over_a_failed_one_of_the_same_prompt(
         select_preferences(shared_prompts_run, min_pairs=3)
     path = tmp_path / "preferences.jsonl"
     code = cli.main(
-        ["finetune", str(shared_prompts_run), "--objective", "dpo", "--min-pairs", "1",
-         "--export", str(path)]
+        ["finetune", str(shared_prompts_run), "--objective", "dpo", "--select", "valid",
+         "--min-pairs", "1", "--export", str(path)]
     )  # fmt: skip
     assert code == 0
     assert [(p.prompt, p.chosen, p.rejected) for p in read_preferences(path)] == pairs
+
+
+def test_improvement_preferences_put_an_improving_child_over_its_prompts_others(
+    tmp_path: Path,
+) -> None:
+    """EvoTune's pairs: same prompt, the child that beat its parent over those that did
+    not; in a lettered menu, also over the options it did not pick."""
+    from openended.apps.training.pairs import select_improvement_preferences
+
+    menu = (
+        "def f(x):\n    return x\n# Options for one more term:\n"
+        "#   A. x\n#   B. x**2\n#   C. 1/x\n# The term that most improves f is option"
+    )
+    seeds = [
+        CandidateRecord(id=1, batch=0, operator="seed", parents=(), status="valid",
+                        genome="x", fitness=-1.0, descriptors=(0.0, 0.0), added=True)
+    ]  # fmt: skip
+
+    def made(id: int, prompt: str, completion: str, fitness: float | None) -> CandidateRecord:
+        return CandidateRecord(
+            id=id, batch=1, operator="op", parents=(1,),
+            status="valid" if fitness is not None else "invalid", genome=f"x + {id}",
+            prompt=prompt, completion=completion, fitness=fitness, descriptors=(1.0, 1.0),
+        )  # fmt: skip
+
+    children = [
+        made(2, "same prompt", " better", -0.5),  # improves
+        made(3, "same prompt", " worse", -2.0),  # valid, no better
+        made(4, "same prompt", " broken", None),  # failed
+        made(5, menu, " B", -0.2),  # improves, in a menu
+        made(6, "another prompt", " no gain", -1.0),  # ties its parent: not improving
+    ]
+    path = tmp_path / "run"
+    with RunStore(path, create=True) as store:
+        for batch, records in enumerate((seeds, children)):
+            store.record_batch(
+                records, BatchMetrics(batch, 1, 0, 0, 0.0, 1, 0.1, 1.0, -1.0, 1.0, 1.0, None)
+            )
+    found = select_improvement_preferences(path, max_per_prompt=4)
+    pairs = {(p.prompt, p.chosen, p.rejected) for p in found.preferences}
+    assert pairs == {
+        ("same prompt", " better", " worse"),
+        ("same prompt", " better", " broken"),
+        (menu, " B", " A"),
+        (menu, " B", " C"),
+    }
+    assert found.counts["improving children"] == 2
+    capped = select_improvement_preferences(path, max_per_prompt=1)
+    assert len(capped.preferences) == 2
+    with pytest.raises(TooFewPairsError, match="fewer than the minimum of 5"):
+        select_improvement_preferences(path, min_pairs=5)

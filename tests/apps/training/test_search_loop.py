@@ -41,15 +41,18 @@ class RecordingTrainer:
         return FinetuneResult(Path(out), str(base), len(examples), 1, 0.0)
 
 
-def loop_of(tmp_path: Path, trainer: Any, models: list[str]) -> SearchImproveLoop:
+def loop_of(tmp_path: Path, trainer: Any, models: list[str], **options: Any) -> SearchImproveLoop:
     settings = LoopSettings(
-        config=None,
-        out_dir=tmp_path / "loop",
-        overrides=OVERRIDES,
-        iterations=2,
-        completions=24,
-        select="valid",
-        min_pairs=1,
+        **{
+            "config": None,
+            "out_dir": tmp_path / "loop",
+            "overrides": OVERRIDES,
+            "iterations": 2,
+            "completions": 24,
+            "select": "valid",
+            "min_pairs": 1,
+            **options,
+        }
     )
 
     def language_model(name: str) -> ScriptedLM:
@@ -97,6 +100,31 @@ def test_the_tuned_arm_searches_with_the_model_trained_on_its_own_verified_pairs
     assert valid["items"] == 48 and valid["low"] <= valid["ratio"] <= valid["high"]
     lines = (folder / "training_pairs.jsonl").read_text().splitlines()
     assert [json.loads(line)["prompt"] for line in lines] == [e.prompt for e in examples]
+
+
+def test_a_continual_loop_trains_during_one_search_and_counts_each_iterations_children(
+    tmp_path: Path,
+) -> None:
+    trainer, models = RecordingTrainer(), []
+    loop = loop_of(tmp_path, trainer, models, iterations=3, continual=True)
+    loop.run()
+    out = tmp_path / "loop"
+    steps = {(s.arm, s.iteration): s for s in loop.searches}
+    with RunStore(out / steps["tuned", 1].run_dir) as store:
+        first = [r.genome for r in store.candidates()]
+    for arm in ("tuned", "control"):
+        with RunStore(out / steps[arm, 3].run_dir) as store:
+            records = list(store.candidates())
+        # iteration 3 continues iteration 2, which continued the shared iteration 1
+        assert [r.genome for r in records[: len(first)]] == first
+        assert sum(1 for r in records if r.parents) == 3 * 24
+        assert all(steps[arm, i].completions == 24 for i in (1, 2, 3))
+    # the second fine-tune learns from the tuned arm's one search, iterations 1 and 2
+    (_, _), (examples, _) = trainer.calls
+    expected = select_pairs(out / steps["tuned", 2].run_dir, select="valid", min_pairs=1)
+    assert examples == expected.examples
+    assert models == ["embedded", trainer.calls[0][1].as_posix(), "embedded",
+                      trainer.calls[1][1].as_posix(), "embedded"]  # fmt: skip
 
 
 def test_a_rerun_after_a_failure_redoes_no_finished_step(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from openended.apps.training.finetune import finetune, read_examples, read_preferences
     from openended.apps.training.pairs import (
+        select_improvement_preferences,
         select_pairs,
         select_preferences,
         write_pairs,
@@ -35,7 +36,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     elif dpo:
         if args.pairs == "solutions":
             raise ConfigError("--objective dpo trains on preference pairs: drop --pairs solutions")
-        preferred = select_preferences(
+        improved = args.select == "improved"
+        chooser = select_improvement_preferences if improved else select_preferences
+        preferred = chooser(
             args.run_dir, max_per_prompt=args.max_per_parent, min_pairs=args.min_pairs
         )
         examples = preferred.preferences
@@ -194,7 +197,7 @@ def _improve_search(args: argparse.Namespace) -> int:
     settings = settings_from(
         LoopSettings,
         args,
-        *("completions", "select", "max_per_parent", "min_pairs"),
+        *("completions", "select", "max_per_parent", "min_pairs", "continual"),
         config=args.config,
         out_dir=args.out,
         overrides=tuple(flag_overrides(args)),
@@ -218,9 +221,11 @@ def _objective_flags(parser: argparse.ArgumentParser) -> None:
         "--objective",
         choices=["sft", "dpo"],
         default="sft",
-        help="sft: imitate the kept children; dpo: prefer each prompt's valid children over "
-        "its failed ones and near-copies (preference pairs; --data reads TRL's "
-        "prompt/chosen/rejected JSONL, e.g. `openended rank --export`)",
+        help="sft: imitate the kept children; dpo: preference pairs. With --select improved "
+        "(the default) a child that beat its parent over its prompt's others (EvoTune; in a "
+        "menu, over the other options); otherwise a valid child over its prompt's failed "
+        "ones and near-copies (--data reads TRL's prompt/chosen/rejected JSONL, e.g. "
+        "`openended rank --export`)",
     )
     parser.add_argument(
         "--beta",
@@ -314,6 +319,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which verified children train the next model",
     )  # fmt: skip
     improve.add_argument("--min-pairs", type=int, default=8, help="train on no fewer")
+    improve.add_argument(
+        "--continual", action="store_true",
+        help="--config: train during one search (each iteration continues the last, EvoTune) "
+        "instead of between searches that each start from the seeds",
+    )  # fmt: skip
     improve.add_argument("--max-per-parent", type=int, default=4, help="pairs one parent may give")
     improve.add_argument(
         "--arms", nargs="+", choices=["qd", "naive", "tuned", "control", "selfplay"],

@@ -13,6 +13,7 @@ lineage cannot dominate the data.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -165,6 +166,68 @@ def select_preferences(
             preferences.append(
                 Preference(prompt, chosen[k % len(chosen)], rejected[k % len(rejected)])
             )
+    selection = PreferenceSelection(preferences, dict(counts))
+    if len(preferences) < min_pairs:
+        raise TooFewPairsError(
+            f"{run_dir}: {selection.summary()}: fewer than the minimum of {min_pairs}"
+        )
+    return selection
+
+
+MENU_OPTION = re.compile(r"^#\s+([A-Z])\.\s", re.MULTILINE)
+"""An option line of a lettered menu prompt (the ``menu`` operator's: ``#   C. <term>``)."""
+
+
+def select_improvement_preferences(
+    run_dir: str | Path, *, max_per_prompt: int = 4, min_pairs: int = 1
+) -> PreferenceSelection:
+    """EvoTune-style preference pairs (Surina et al. 2025, arXiv 2504.05108: DPO on a
+    program that scores higher over one that scores lower, for the same prompt): each
+    child that beat its best parent is chosen over (1) the children of the same prompt
+    that did not (valid but no better, or failed), then (2) where the prompt is a
+    lettered menu, the menu's other options (the same reply with another letter: of
+    options drawn at random, most do not improve). At most `max_per_prompt` pairs per
+    improving child. Raises `TooFewPairsError` when fewer than `min_pairs` remain."""
+    if max_per_prompt < 1:
+        raise FinetuneError(f"max_per_prompt must be at least 1, got {max_per_prompt}")
+    run_dir = Path(run_dir)
+    records = _run_records(run_dir)
+    fitness = valid_fitness(records)
+    counts: Counter[str] = Counter(candidates=len(records))
+    improving: dict[str, list[str]] = {}
+    others: dict[str, list[str]] = {}
+    for record in records:
+        if not record.parents or not record.prompt or not record.completion:
+            continue
+        best = best_parent(record, fitness)
+        better = (
+            record.status == "valid"
+            and record.fitness is not None
+            and best is not None
+            and record.fitness > best[1]
+        )
+        if better:
+            counts["improving children"] += 1
+            improving.setdefault(record.prompt, []).append(record.completion)
+        elif record.status == "valid" or record.status in REJECTED_STATUSES:
+            others.setdefault(record.prompt, []).append(record.completion)
+    preferences = []
+    for prompt, chosen in improving.items():
+        for completion in chosen:
+            rejected = [c for c in others.get(prompt, []) if c.strip() != completion.strip()]
+            counts["against siblings"] += len(rejected[:max_per_prompt])
+            letter = re.search(r"[A-Z]", completion)
+            if letter is not None:
+                alternatives = [
+                    completion.replace(letter.group(0), label, 1)
+                    for label in MENU_OPTION.findall(prompt)
+                    if label != letter.group(0)
+                ]
+                counts["against other options"] += len(
+                    alternatives[: max(0, max_per_prompt - len(rejected))]
+                )
+                rejected += alternatives
+            preferences += [Preference(prompt, completion, r) for r in rejected[:max_per_prompt]]
     selection = PreferenceSelection(preferences, dict(counts))
     if len(preferences) < min_pairs:
         raise TooFewPairsError(

@@ -9,6 +9,13 @@ its runs so far (`openended.apps.training.pairs`). The ``control`` arm spends th
 completions with the base model and the same seeds, so that any difference is the
 training's. *M_1* is the base model, so both arms share iteration 1's search.
 
+With ``continual`` the model is trained *during* one search rather than between searches
+(EvoTune, Surina et al. 2025, arXiv 2504.05108, fine-tunes its model every few hundred
+samples while the program database goes on): iteration *i* continues the arm's search of
+iteration *i - 1* (a fork of it, with *M_i* and the budget raised by `completions`), and
+its figures count only the children it added; *M_{i+1}* learns from the tuned arm's whole
+search so far.
+
 Every finished step (a search, a fine-tune) is written to ``loop.json`` at once; running
 again with the same output folder skips finished steps and resumes an interrupted search
 from its committed batches. Each search keeps every child's outcome (valid, beat its best
@@ -40,6 +47,7 @@ from openended.apps.training.loop_effects import Effect, plot_effects, ratio_eff
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
 from openended.apps.training.pairs import (
     Selection,
+    select_improvement_preferences,
     select_pairs,
     select_preferences,
     write_pairs,
@@ -88,6 +96,9 @@ class LoopSettings:
     select: Selection = "improved"
     max_per_parent: int = 4
     min_pairs: int = 8
+    continual: bool = False
+    """Train during one search (each iteration continues the last) instead of between
+    searches that each start from the seeds."""
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
 
@@ -161,7 +172,10 @@ class SearchImproveLoop:
         return json.loads(json.dumps(data, default=str))
 
     def _load(self) -> None:
-        keys = ("resolved_config", "completions", "select", "max_per_parent", "finetune")
+        keys = (
+            *("resolved_config", "completions", "select", "max_per_parent", "finetune"),
+            "continual",
+        )
         data = read_loop_record(self.record_path, self._settings_json(), keys, LoopError)
         self.searches = [SearchStep(**s) for s in data.get("searches", [])]
         self.trainings = [TrainStep(**t) for t in data.get("trainings", [])]
@@ -233,9 +247,20 @@ class SearchImproveLoop:
             self.log(f"[{arm} {iteration}] {describe(metrics)}")
 
         lm = self.language_model(model) if self.language_model is not None else None
+        previous = self.search_step(arm, iteration - 1) if self.settings.continual else None
+        after_batch = -1
+        if previous is not None:
+            source = self.out / previous.run_dir
+            after_batch = last_batch(source)
         if RunDir(run_dir).state != "free":
             self.log(f"[{arm} {iteration}] resuming {run_dir}")
             api.resume(run_dir, on_batch=on_batch, lm=lm)
+        elif previous is not None:  # continue the arm's search with this model
+            overrides = [
+                f"model.name={json.dumps(model)}",
+                f"budget.max_lm_calls={config.budget.max_lm_calls * iteration}",
+            ]
+            api.resume(source, fork=run_dir, overrides=overrides, on_batch=on_batch, lm=lm)
         else:
             api.run(config, run_dir=run_dir, on_batch=on_batch, lm=lm)
         step = SearchStep(
@@ -243,7 +268,7 @@ class SearchImproveLoop:
             iteration=iteration,
             model=model,
             run_dir=str(run_dir.relative_to(self.out)),
-            **search_metrics(run_dir),
+            **search_metrics(run_dir, after_batch=after_batch),
         )
         step.metrics["seconds"] = max(step.metrics["seconds"], time.perf_counter() - start)
         self._record(step)
@@ -259,14 +284,19 @@ class SearchImproveLoop:
 
     def _train(self, iteration: int, model: str) -> TrainStep:
         """M_{i+1}: the base model fine-tuned on the pairs of the tuned arm's runs 1..i
-        (prompt -> completion pairs; or, with the DPO objective, preference pairs)."""
+        (prompt -> completion pairs; or, with the DPO objective, preference pairs: with
+        ``select="improved"`` an improving child over its prompt's others, EvoTune's;
+        otherwise a valid child over its prompt's failed ones)."""
         s = self.settings
         folder = self.out / "tuned" / f"model{iteration + 1}"
         examples: list[Example] | list[Preference] = []
         sources: list[str] = []
         for step in self._tuned_runs(iteration):
             if s.finetune.objective == "dpo":
-                preferred = select_preferences(
+                chooser = (
+                    select_improvement_preferences if s.select == "improved" else select_preferences
+                )
+                preferred = chooser(
                     self.out / step.run_dir, max_per_prompt=s.max_per_parent, min_pairs=0
                 )
                 examples += preferred.preferences  # type: ignore[arg-type]
@@ -300,7 +330,9 @@ class SearchImproveLoop:
         return self._record(TrainStep(iteration, str(folder), len(examples), seconds))
 
     def _tuned_runs(self, iteration: int) -> list[SearchStep]:
-        return [s for s in self.searches if s.arm == "tuned" and s.iteration <= iteration]
+        """The tuned arm's searches up to `iteration` (continual: the last holds all)."""
+        runs = [s for s in self.searches if s.arm == "tuned" and s.iteration <= iteration]
+        return runs[-1:] if self.settings.continual else runs
 
     # -- report -----------------------------------------------------------------------------
 
@@ -335,13 +367,20 @@ class SearchImproveLoop:
         return paths
 
 
-def search_metrics(run_dir: Path) -> dict[str, Any]:
-    """What one search did: its completions, valid children, and the `METRICS`."""
+def last_batch(run_dir: Path) -> int:
+    """The last committed batch of a run (-1: none)."""
+    with RunStore(run_dir) as store:
+        return max((r.batch for r in store.candidates()), default=-1)
+
+
+def search_metrics(run_dir: Path, *, after_batch: int = -1) -> dict[str, Any]:
+    """What one search did: its completions, valid children, and the `METRICS`; with
+    `after_batch`, of the children of later batches only (a continued search's own)."""
     with RunStore(run_dir) as store:
         records = list(store.candidates())
         last = store.last_metrics()
     fitness = valid_fitness(records)
-    children = [r for r in records if r.parents]
+    children = [r for r in records if r.parents and r.batch > after_batch]
     valid = [r for r in children if r.status == "valid" and r.fitness is not None]
     count = max(len(children), 1)
     best = last.best_fitness if last is not None else None
