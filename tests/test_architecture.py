@@ -12,7 +12,7 @@ import openended
 ROOT = Path(openended.__file__).resolve().parent
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "textfiles", "jsonl", "sqlite")),
+    ("foundation", ("errors", "textfiles", "jsonl", "sqlite", "stats")),
     ("infrastructure", ("lm", "sandbox", "embeddings")),
     ("domains", ("domains",)),
     ("variation", ("archive", "operators")),
