@@ -136,6 +136,17 @@ def best_parent(
     return parent, value
 
 
+def beats_its_parent(record: CandidateRecord, fitness: Mapping[int | None, float | None]) -> bool:
+    """`record` is valid and fitter than its best parent (by `fitness`: `valid_fitness`)."""
+    best = best_parent(record, fitness)
+    return (
+        record.status == Status.VALID
+        and record.fitness is not None
+        and best is not None
+        and record.fitness > best[1]
+    )
+
+
 def valid_fitness(records: Iterable[CandidateRecord]) -> dict[int | None, float | None]:
     """The fitness of each valid candidate, by id (what `best_parent` compares)."""
     return {r.id: r.fitness for r in records if r.status == Status.VALID}

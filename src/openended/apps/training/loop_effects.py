@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from openended.apps.training.loop_record import write_loop_record
 from openended.stats import ratio_of_means
 
 
@@ -113,6 +114,16 @@ def held_out_effects(
         if found is not None:
             effects.append(found)
     return effects
+
+
+def write_pooled_effects(
+    out: Path, seeds: Sequence[int], effects: Sequence[Effect], title: str
+) -> None:
+    """The effects pooled over `seeds`: ``<out>/effects.json`` and ``effects.png``."""
+    write_loop_record(
+        out / "effects.json", {"seeds": list(seeds)}, effects=[e.as_json() for e in effects]
+    )
+    plot_effects(effects, out / "effects.png", title)
 
 
 def plot_effects(effects: Sequence[Effect], path: Path, title: str) -> Path:

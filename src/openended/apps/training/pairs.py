@@ -22,7 +22,13 @@ from typing import Literal
 
 from openended.apps.training.finetune import Example, FinetuneError, Preference
 from openended.domains.program.domain import normalised_ast
-from openended.store.run_store import CandidateRecord, RunStore, best_parent, valid_fitness
+from openended.store.run_store import (
+    CandidateRecord,
+    RunStore,
+    beats_its_parent,
+    best_parent,
+    valid_fitness,
+)
 
 Selection = Literal["improved", "archive", "valid"]
 """Which valid children make pairs: those that beat their best parent; those that entered
@@ -199,14 +205,7 @@ def select_improvement_preferences(
     for record in records:
         if not record.parents or not record.prompt or not record.completion:
             continue
-        best = best_parent(record, fitness)
-        better = (
-            record.status == "valid"
-            and record.fitness is not None
-            and best is not None
-            and record.fitness > best[1]
-        )
-        if better:
+        if beats_its_parent(record, fitness):
             counts["improving children"] += 1
             improving.setdefault(record.prompt, []).append(record.completion)
         elif record.status == "valid" or record.status in REJECTED_STATUSES:

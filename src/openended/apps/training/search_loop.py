@@ -43,7 +43,12 @@ from openended.apps.training.finetune import (
     Preference,
     finetune,
 )
-from openended.apps.training.loop_effects import Effect, plot_effects, ratio_effect
+from openended.apps.training.loop_effects import (
+    Effect,
+    plot_effects,
+    ratio_effect,
+    write_pooled_effects,
+)
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
 from openended.apps.training.pairs import (
     Selection,
@@ -57,7 +62,7 @@ from openended.config import Config, load_config
 from openended.errors import UserError
 from openended.lm.base import LanguageModel
 from openended.run_dir import RunDir
-from openended.store.run_store import RunStore, best_parent, valid_fitness
+from openended.store.run_store import RunStore, beats_its_parent, valid_fitness
 
 ARMS = ("tuned", "control")
 METRICS = (
@@ -381,26 +386,18 @@ def search_metrics(run_dir: Path, *, after_batch: int = -1) -> dict[str, Any]:
         last = store.last_metrics()
     fitness = valid_fitness(records)
     children = [r for r in records if r.parents and r.batch > after_batch]
-    valid = [r for r in children if r.status == "valid" and r.fitness is not None]
+    valid = [float(r.status == "valid" and r.fitness is not None) for r in children]
+    improved = [float(beats_its_parent(r, fitness)) for r in children]
     count = max(len(children), 1)
     best = last.best_fitness if last is not None else None
-    valid_ids = {id(r) for r in valid}
-    improved_ids = {
-        id(r)
-        for r in valid
-        if (b := best_parent(r, fitness)) is not None and r.fitness > b[1]  # type: ignore[operator]
-    }
     return {
         "completions": len(children),
-        "valid_children": len(valid),
-        "items": {
-            "valid_rate": [float(id(r) in valid_ids) for r in children],
-            "improved_rate": [float(id(r) in improved_ids) for r in children],
-        },
+        "valid_children": int(sum(valid)),
+        "items": {"valid_rate": valid, "improved_rate": improved},
         "metrics": {
-            "valid_rate": len(valid) / count,
+            "valid_rate": sum(valid) / count,
             "duplicate_rate": sum(r.status == "duplicate" for r in children) / count,
-            "improved_rate": len(improved_ids) / count,
+            "improved_rate": sum(improved) / count,
             "best_fitness": float(best) if best is not None else math.nan,
             "qd_score": float(last.qd_score) if last else 0.0,
             "coverage": float(last.coverage) if last else 0.0,
@@ -460,9 +457,5 @@ def run_search_seeds(
         loop.run()
         loops.append(loop)
     effects = search_effects(loops)
-    out = Path(settings.out_dir)
-    write_loop_record(
-        out / "effects.json", {"seeds": list(seeds)}, effects=[e.as_json() for e in effects]
-    )
-    plot_effects(effects, out / "effects.png", "tuned over control")
+    write_pooled_effects(Path(settings.out_dir), seeds, effects, "tuned over control")
     return loops, effects

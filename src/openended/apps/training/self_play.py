@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openended.domains.program.domain import normalised_ast
 from openended.domains.puzzles.domain import PUZZLE_STOPS, puzzle_genomes
 from openended.domains.puzzles.p3 import Puzzle
 from openended.domains.puzzles.puzzle_source import PuzzleParseError, PuzzleSource, parse_puzzle
@@ -78,7 +79,7 @@ async def keep_puzzles(
         except (PuzzleParseError, ValueError):
             counts["unparsable"] += 1
     verdicts = await verifier.verify_many([(p.sat, p.ans_type, p.sol) for p in parsed])
-    known = {_fingerprint_of(p.sat) for p in examples}
+    known = {normalised_ast(p.sat) or p.sat for p in examples}
     seen: set[str] = set()
     kept = []
     for source, verdict in zip(parsed, verdicts, strict=True):
@@ -138,11 +139,3 @@ async def self_play(
     result = await keep_puzzles(texts, verifier, examples=puzzles)
     result.tokens = tokens
     return result
-
-
-def _fingerprint_of(sat: str) -> str:
-    try:
-        source = parse_puzzle(f"{sat}\n\ndef sol():\n    return None")
-    except (PuzzleParseError, ValueError):
-        return sat
-    return source.fingerprint or source.sat

@@ -36,7 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from openended.apps.training.finetune import FINETUNE_INFO, Example, FinetuneSettings, finetune
-from openended.apps.training.loop_effects import Effect, held_out_effects, plot_effects
+from openended.apps.training.loop_effects import (
+    Effect,
+    held_out_effects,
+    plot_effects,
+    write_pooled_effects,
+)
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
 from openended.apps.training.pairs import normalised_genome, write_pairs
 from openended.apps.training.puzzle_data import puzzle_example
@@ -408,13 +413,7 @@ def run_solve_seeds(
         loop.run()
         loops.append(loop)
     effects = solve_effects(loops)
-    out = Path(settings.out_dir)
-    write_loop_record(
-        out / "effects.json",
-        {"seeds": list(seeds)},
-        effects=[e.as_json() for e in effects],
-    )
-    plot_effects(effects, out / "effects.png", "held-out pass@k over the base")
+    write_pooled_effects(Path(settings.out_dir), seeds, effects, "held-out pass@k over the base")
     return loops, effects
 
 
