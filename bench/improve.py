@@ -232,7 +232,7 @@ def main() -> None:
         help="one loop per seed; effects pooled over them",
     )  # fmt: skip
     parser.add_argument(
-        "--select", choices=("improved", "archive", "valid"), default="improved",
+        "--select", choices=("improved", "archive", "valid", "labelled"), default="improved",
         help="search: which children train the next model",
     )  # fmt: skip
     parser.add_argument("--continual", action="store_true", help="search: train during one search")

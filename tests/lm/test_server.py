@@ -169,8 +169,10 @@ def test_a_judge_reads_option_logprobs_through_the_server(server: str, monkeypat
     for a, b in zip(remote, local, strict=True):
         for x, y in zip(a.distributions[0], b.distributions[0], strict=True):
             # int8: a prompt prefilled at once and one forced token by token through the
-            # decoding loop (batched with a shorter one) round differently; measured 0.034
-            assert abs(x - y) < 0.05
+            # decoding loop (batched with a shorter one) round differently, by how much
+            # depends on the CPU's int8 kernels: measured 0.034 on one machine, 0.057 on
+            # another (the bins, compared exactly above, agree on both)
+            assert abs(x - y) < 0.1
         # the quality question has 5 options; those outside the server's top 20 tokens are
         # estimated, so quality agrees only roughly
         assert abs(a.quality - b.quality) < 0.3

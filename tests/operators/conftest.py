@@ -2,6 +2,7 @@
 program domain whose seed it is."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +41,23 @@ def domain(tmp_path: Path):
     )
     yield made
     made.close()
+
+
+def menu_run_config(tmp_path: Path, operator: str = "menu", lm_calls: int = 2) -> dict[str, Any]:
+    """A run's config on `PRIORITY` and `EVALUATOR` (written to `tmp_path`) whose only
+    operator is `operator`, with the scan refine stage: batches of 4, `lm_calls` calls."""
+    (tmp_path / "initial.py").write_text("import numpy as np\n\n\n" + PRIORITY)
+    (tmp_path / "evaluator.py").write_text(EVALUATOR)
+    return {
+        "domain": {
+            "name": "program",
+            "initial": str(tmp_path / "initial.py"),
+            "evaluator": str(tmp_path / "evaluator.py"),
+            "function": "priority",
+            "refine": {"method": "scan", "seed_evaluations": 4},
+        },
+        "operators": {n: {"weight": 0.0} for n in ("diff", "menu", "menu_uniform")}
+        | {operator: {"weight": 1.0}},
+        "search": {"batch_size": 4},
+        "budget": {"max_lm_calls": lm_calls, "max_evaluations": 0},
+    }

@@ -22,7 +22,7 @@ from openended.operators.menu import (
 from openended.operators.term import TermNotApplicableError, returned_value
 from openended.store import RunStore
 
-from .conftest import EVALUATOR, PRIORITY
+from .conftest import PRIORITY, menu_run_config
 
 
 def test_the_grammar_writes_distinct_new_terms_of_the_functions_variables() -> None:
@@ -113,21 +113,7 @@ def test_the_menu_refuses_a_region_it_cannot_extend(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["menu", "menu_uniform"])
 def test_a_run_with_the_menu_makes_children_with_fitted_weights(tmp_path: Path, name: str) -> None:
     """The engine hands each reply its request (the menu depends on the request's seed)."""
-    (tmp_path / "initial.py").write_text("import numpy as np\n\n\n" + PRIORITY)
-    (tmp_path / "evaluator.py").write_text(EVALUATOR)
-    config = {
-        "domain": {
-            "name": "program",
-            "initial": str(tmp_path / "initial.py"),
-            "evaluator": str(tmp_path / "evaluator.py"),
-            "function": "priority",
-            "refine": {"method": "scan", "seed_evaluations": 4},
-        },
-        "operators": {n: {"weight": 0.0} for n in ("diff", "menu", "menu_uniform")}
-        | {name: {"weight": 1.0}},
-        "search": {"batch_size": 4},
-        "budget": {"max_lm_calls": 2, "max_evaluations": 0},
-    }
+    config = menu_run_config(tmp_path, name)
     result = openended.run(config, lm=ScriptedLM([" B.", " E"]), run_dir=tmp_path / "run")
     with RunStore(result.run_dir) as store:
         children = [r for r in store.candidates() if r.parents]

@@ -157,15 +157,27 @@ def _improve_solve(args: argparse.Namespace) -> int:
         seed=args.seed or 0,
         finetune=_finetune_settings(args),
     )
+    return _run_loop(args, settings, SolveLoop, run_solve_seeds, lambda step: step.pass_at)
+
+
+def _run_loop(
+    args: argparse.Namespace,
+    settings: Any,
+    loop_class: Callable[..., Any],
+    run_seeds: Callable[..., tuple[Any, Iterable[Any]]],
+    figures: Callable[[Any], Mapping[str, float]],
+) -> int:
+    """Run a tuned-vs-control loop once, or once per ``--seeds`` pooled; print its steps
+    (one loop), its effects with their intervals, and where the results are."""
     if args.seeds:
-        _, effects = run_solve_seeds(settings, args.seeds, log=print_line)
+        _, effects = run_seeds(settings, args.seeds, log=print_line)
         _print_effects(effects)
         console.print(f"results: {settings.out_dir / 'effects.json'}")
         return 0
-    loop = SolveLoop(settings, log=print_line)
-    _print_steps(loop.run(), lambda step: step.pass_at)
+    loop = loop_class(settings, log=print_line)
+    _print_steps(loop.run(), figures)
     _print_effects(loop.effects())
-    console.print(f"results: {loop.record_path}")
+    console.print(f"results: {loop.record_path}  plots: {loop.out}")
     return 0
 
 
@@ -204,16 +216,7 @@ def _improve_search(args: argparse.Namespace) -> int:
         iterations=args.iterations or 2,
         finetune=_finetune_settings(args),
     )
-    if args.seeds:
-        _, effects = run_search_seeds(settings, args.seeds, log=print_line)
-        _print_effects(effects)
-        console.print(f"results: {settings.out_dir / 'effects.json'}")
-        return 0
-    loop = SearchImproveLoop(settings, log=print_line)
-    _print_steps(loop.run(), lambda step: step.metrics)
-    _print_effects(loop.effects())
-    console.print(f"results: {loop.record_path}  plots: {loop.out / 'plots'}")
-    return 0
+    return _run_loop(args, settings, SearchImproveLoop, run_search_seeds, lambda step: step.metrics)
 
 
 def _objective_flags(parser: argparse.ArgumentParser) -> None:
@@ -315,8 +318,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--completions", type=int, default=128, help="completions per search and arm"
     )
     improve.add_argument(
-        "--select", choices=["improved", "archive", "valid"], default="improved",
-        help="which verified children train the next model",
+        "--select", choices=["improved", "archive", "valid", "labelled"], default="improved",
+        help="which verified children train the next model (labelled, --config with the "
+        "menu operator: every option of the tuned arm's menus evaluated, each menu answered "
+        "with its best option, at evaluator calls and no LM calls)",
     )  # fmt: skip
     improve.add_argument("--min-pairs", type=int, default=8, help="train on no fewer")
     improve.add_argument(

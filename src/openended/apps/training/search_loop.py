@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from openended.apps.training.finetune import (
     FINETUNE_INFO,
@@ -50,6 +50,7 @@ from openended.apps.training.loop_effects import (
     write_pooled_effects,
 )
 from openended.apps.training.loop_record import read_loop_record, write_loop_record
+from openended.apps.training.menu_labels import label_menus, labels_json, menu_examples
 from openended.apps.training.pairs import (
     Selection,
     select_improvement_preferences,
@@ -80,6 +81,13 @@ METRICS = (
 best fitness; QD-score and coverage of the archive; LM tokens; wall time."""
 
 
+LoopSelection = Selection | Literal["labelled"]
+"""What trains the next model: the children `select_pairs` keeps (`Selection`), or
+``labelled``: every option of the tuned arm's menus evaluated (`menu_labels`), each menu
+answered with its best option's letter in several orders (evaluator calls, no LM calls)."""
+LABEL_ORDERS = 4
+"""Orders each labelled menu is shown in (its own, then random permutations)."""
+
 Trainer = Callable[..., FinetuneResult]
 """`finetune`'s signature: (base model folder, examples, out folder, settings, progress=)."""
 
@@ -98,7 +106,7 @@ class LoopSettings:
     overrides: tuple[str, ...] = ()
     iterations: int = 2
     completions: int = 64
-    select: Selection = "improved"
+    select: LoopSelection = "improved"
     max_per_parent: int = 4
     min_pairs: int = 8
     continual: bool = False
@@ -133,6 +141,8 @@ class TrainStep:
     pairs: int
     seconds: float
     note: str = ""
+    evaluations: int = 0
+    """Evaluator calls spent on the training data (``labelled``: the menus' options)."""
 
 
 Step = TypeVar("Step", SearchStep, TrainStep)
@@ -153,6 +163,8 @@ class SearchImproveLoop:
         backend); `trainer` fine-tunes (default: `finetune`). Both are for tests."""
         if settings.iterations < 1 or settings.completions < 1:
             raise LoopError("--iterations and --completions must be at least 1")
+        if settings.select == "labelled" and settings.finetune.objective != "sft":
+            raise LoopError("--select labelled trains with --objective sft (letters as answers)")
         self.settings = settings
         self.log = log
         self.language_model = language_model
@@ -296,7 +308,23 @@ class SearchImproveLoop:
         folder = self.out / "tuned" / f"model{iteration + 1}"
         examples: list[Example] | list[Preference] = []
         sources: list[str] = []
+        evaluations = 0
         for step in self._tuned_runs(iteration):
+            if s.select == "labelled":
+                labels = label_menus(
+                    self.out / step.run_dir,
+                    cache=self.out / "tuned" / f"labels{step.iteration}.json",
+                    log=lambda line: self.log(f"[train {iteration}] {line}"),
+                )
+                self.log(f"[train {iteration}] {step.run_dir}: {labels.summary()}")
+                (self.out / "tuned" / f"labels{step.iteration}.summary.json").write_text(
+                    json.dumps(labels_json(labels), indent=1)
+                )
+                found_examples = menu_examples(labels, orders=LABEL_ORDERS, seed=iteration)
+                examples += found_examples  # type: ignore[arg-type]
+                sources += [f"{step.run_dir}:labelled"] * len(found_examples)
+                evaluations += labels.evaluations
+                continue
             if s.finetune.objective == "dpo":
                 chooser = (
                     select_improvement_preferences if s.select == "improved" else select_preferences
@@ -316,7 +344,7 @@ class SearchImproveLoop:
             sources += [f"{step.run_dir}:{i}" for i in found.ids]
         if len(examples) < s.min_pairs:
             note = f"(fewer than {s.min_pairs} pairs: the model is not changed)"
-            return self._record(TrainStep(iteration, model, len(examples), 0.0, note))
+            return self._record(TrainStep(iteration, model, len(examples), 0.0, note, evaluations))
         start = time.perf_counter()
         if not (folder / FINETUNE_INFO).is_file():  # a finished fine-tune is kept
             self.log(f"[train {iteration}] fine-tuning on {len(examples)} pairs")
@@ -332,7 +360,9 @@ class SearchImproveLoop:
             else:
                 write_pairs(folder / "training_pairs.jsonl", examples, sources)  # type: ignore[arg-type]
         seconds = round(time.perf_counter() - start, 1)
-        return self._record(TrainStep(iteration, str(folder), len(examples), seconds))
+        return self._record(
+            TrainStep(iteration, str(folder), len(examples), seconds, evaluations=evaluations)
+        )
 
     def _tuned_runs(self, iteration: int) -> list[SearchStep]:
         """The tuned arm's searches up to `iteration` (continual: the last holds all)."""
