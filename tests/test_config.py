@@ -88,6 +88,7 @@ EVERY_FIELD = {
             "term",
             "menu",
             "menu_uniform",
+            "menu_text",
             "evol",
             "contrast",
         )

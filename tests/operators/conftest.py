@@ -56,7 +56,7 @@ def menu_run_config(tmp_path: Path, operator: str = "menu", lm_calls: int = 2) -
             "function": "priority",
             "refine": {"method": "scan", "seed_evaluations": 4},
         },
-        "operators": {n: {"weight": 0.0} for n in ("diff", "menu", "menu_uniform")}
+        "operators": {n: {"weight": 0.0} for n in ("diff", "menu", "menu_uniform", "menu_text")}
         | {operator: {"weight": 1.0}},
         "search": {"batch_size": 4},
         "budget": {"max_lm_calls": lm_calls, "max_evaluations": 0},

@@ -14,9 +14,11 @@ from openended.operators import SamplingSettings, load_template
 from openended.operators.menu import (
     OPTIONS,
     TermMenu,
+    TextTermMenu,
     UniformTermMenu,
     chosen_label,
     menu_for,
+    named_option,
     term_grammar,
 )
 from openended.operators.term import TermNotApplicableError, returned_value
@@ -55,7 +57,7 @@ def test_the_reply_names_an_option_by_its_letter() -> None:
 
 def _operator(domain: ProgramDomain, kind: type[TermMenu] = TermMenu) -> TermMenu:
     return kind(
-        template=load_template("menu", override=None, domain_dir=None),
+        template=load_template(kind.template_name or kind.name, override=None, domain_dir=None),
         domain=domain,
         sampling=SamplingSettings(max_tokens=3, stop=("\n",)),
     )
@@ -79,6 +81,30 @@ def test_the_prompt_letters_the_menu_and_the_child_adds_the_chosen_term(domain) 
     assert parsed.genome is not None
     assert parsed.genome.rstrip().endswith(f"+ PARAMS[2] * ({options[2]})")
     failed = operator.parse_reply(" 4,", [PARENT], request)
+    assert failed.genome is None and "names no option" in (failed.error or "")
+
+
+def test_the_text_reply_names_an_option_by_copying_it() -> None:
+    options = ["np.minimum(size * room, small_gap)", "room ** 2", "item / (np.abs(bins) + 1e-6)"]
+    assert named_option(" np.minimum(size*room,  small_gap)\n# more", options) == 0
+    assert named_option(" room**2,", options) == 1
+    assert named_option(" item / (np.abs(bins) + 1e-06)", options) == 2  # the same float
+    assert named_option(" C.", options) == 2 and named_option(" B", options) == 1
+    assert named_option(" room ** 3", options) is None  # a term, but not an option
+    assert named_option(" the best is", options) is None and named_option("", options) is None
+
+
+def test_the_text_menu_asks_for_the_term_and_adds_the_copied_one(domain) -> None:
+    operator = _operator(domain, TextTermMenu)
+    request = operator.request([PARENT], seed=11)
+    options = menu_for(PRIORITY, seed=11)
+    prompt = request.prompt or ""
+    assert prompt.endswith("copied from the options:\nnew_term =")
+    assert f"#   C. {options[2]}\n" in prompt  # the same menu as the letter operator's
+    parsed = operator.parse_reply(f" {options[4]}", [PARENT], request)
+    assert parsed.genome is not None
+    assert parsed.genome.rstrip().endswith(f"+ PARAMS[2] * ({options[4]})")
+    failed = operator.parse_reply(" nothing here", [PARENT], request)
     assert failed.genome is None and "names no option" in (failed.error or "")
 
 
@@ -110,7 +136,7 @@ def test_the_menu_refuses_a_region_it_cannot_extend(tmp_path: Path) -> None:
         domain.close()
 
 
-@pytest.mark.parametrize("name", ["menu", "menu_uniform"])
+@pytest.mark.parametrize("name", ["menu", "menu_uniform", "menu_text"])
 def test_a_run_with_the_menu_makes_children_with_fitted_weights(tmp_path: Path, name: str) -> None:
     """The engine hands each reply its request (the menu depends on the request's seed)."""
     config = menu_run_config(tmp_path, name)

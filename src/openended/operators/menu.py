@@ -11,6 +11,11 @@ transforms of each variable and binary combinations of two, here also each varia
 one of the function's terms. LLM-SR (Shojaee et al. 2024) and FunSearch (Romera-Paredes et
 al. 2024) supply the rest of the idea: structure proposed, weights fitted.
 
+`TextTermMenu` asks for the option's text instead of its letter: a small model copies a
+line from its context readily, and a fine-tune on the best options' texts teaches it term
+forms as text, where a letter is a pointer into the menu that issue 36 found a 135M model
+does not learn to follow (`openended.apps.training.menu_labels`).
+
 `UniformTermMenu` is the ablation: the same menus, the option drawn uniformly (the model's
 completion is ignored), so that a bench at equal LM calls measures what the model's choice
 adds over a blind pick.
@@ -158,3 +163,32 @@ class UniformTermMenu(TermMenu):
         if not options:
             return None
         return int(np.random.default_rng([seed % 2**63, 1]).integers(len(options)))
+
+
+def named_option(completion: str, options: Sequence[str]) -> int | None:
+    """The option whose text the completion copies (compared as normalised Python, its
+    first line), else the option its first letter names (``C`` or ``C.``), else None."""
+    line = completion.strip().splitlines()[0].strip().rstrip(",;") if completion.strip() else ""
+    try:
+        written = ast.unparse(ast.parse(line, mode="eval").body)
+    except (SyntaxError, ValueError):
+        written = None
+    if written is not None:
+        for index, option in enumerate(options):
+            if ast.unparse(ast.parse(option, mode="eval").body) == written:
+                return index
+    if re.fullmatch(r"[A-Z]\.?", line):
+        return chosen_label(line, len(options))
+    return None
+
+
+class TextTermMenu(TermMenu):
+    """`TermMenu` whose reply is the chosen option's text (``new_term = <term>``) rather
+    than its letter; a reply that copies no option (or names none by letter) is a parse
+    failure, as a letter outside the menu is."""
+
+    name: ClassVar[str] = "menu_text"
+    default_max_tokens: ClassVar[int] = 40
+
+    def choose(self, completion: str, options: Sequence[str], seed: int) -> int | None:
+        return named_option(completion, options)

@@ -108,3 +108,15 @@ def test_the_loop_trains_on_the_labelled_menus_and_counts_their_evaluations(
                 finetune=FinetuneSettings(objective="dpo"),
             )
         )
+
+
+def test_a_text_menu_is_answered_with_its_best_options_text(menu_run: Path) -> None:
+    labels = label_menus(menu_run, log=lambda line: None)
+    for menu in labels.menus:
+        menu.operator = "menu_text"
+    examples = menu_examples(labels, orders=2, seed=0)
+    answerable = [m for m in labels.menus if m.improving()]
+    assert len(examples) == 2 * len(answerable) > 0
+    for k, example in enumerate(examples):
+        menu = answerable[k // 2]
+        assert example.completion == f" {menu.options[menu.improving()[0]]}"

@@ -31,13 +31,15 @@ import numpy as np
 
 from openended.apps.training.finetune import Example
 from openended.domains.program.weighted_sum import returned_value
-from openended.operators.menu import LABELS, chosen_label
+from openended.operators.menu import LABELS, chosen_label, named_option
 from openended.operators.term import add_term
 from openended.run_dir import RunDir
 from openended.store.run_store import CandidateRecord, RunStore, best_parent, valid_fitness
 
 OPTION_LINE = re.compile(r"^(#\s+)([A-Z])\.\s(.*)$", re.MULTILINE)
 """An option line of the ``menu`` template: ``#   C. <term>``."""
+MENU_OPERATORS = ("menu", "menu_text")
+"""The operators whose prompts are menus (`openended.operators.menu`)."""
 CHUNK = 16
 """Children evaluated between progress lines and saves of the labels."""
 
@@ -54,6 +56,9 @@ class MenuLabel:
     """Each option's child, its parameters fitted (None: invalid)."""
     picked: int | None
     """The option the model picked in the search (None: its reply named none)."""
+    operator: str = "menu"
+    """The operator that showed it: ``menu`` is answered by letter, ``menu_text`` by the
+    option's text."""
 
     def improving(self) -> list[int]:
         """The options whose child beats the parent, best first."""
@@ -124,7 +129,7 @@ def label_menus(
     by_id = {r.id: r for r in records}
     menus: list[tuple[CandidateRecord, float, list[str]]] = []
     for record in records:
-        options = menu_options(record.prompt or "") if record.operator == "menu" else []
+        options = menu_options(record.prompt or "") if record.operator in MENU_OPERATORS else []
         parent = best_parent(record, fitness) if options else None
         if parent is not None:
             menus.append((record, parent[1], options))
@@ -159,8 +164,15 @@ def label_menus(
             genomes.get(g) if (g := wanted[(record.id or 0, term)]) is not None else None
             for term in options
         ]
-        picked = chosen_label(record.completion or "", len(options))
-        label = MenuLabel(record.prompt or "", parent_fitness, options, values, picked)
+        reply = record.completion or ""
+        picked = (
+            named_option(reply, options)
+            if record.operator == "menu_text"
+            else chosen_label(reply, len(options))
+        )
+        label = MenuLabel(
+            record.prompt or "", parent_fitness, options, values, picked, record.operator
+        )
         if picked is not None and record.status in ("valid", "invalid"):
             of += 1
             searched = record.status == "valid" and (record.fitness or -np.inf) > parent_fitness
@@ -172,7 +184,8 @@ def label_menus(
 def menu_examples(labels: MenuLabels, *, orders: int = 4, seed: int = 0) -> list[Example]:
     """Prompt -> reply pairs from labelled menus: each menu with an improving option,
     shown in `orders` orders (its own first, then random permutations), answered with the
-    best option's letter in the search's reply format (`` C.``)."""
+    best option in the search's reply format: its letter (`` C.``) for ``menu``, its text
+    for ``menu_text``."""
     rng = np.random.default_rng(seed)
     examples = []
     for menu in labels.menus:
@@ -182,8 +195,11 @@ def menu_examples(labels: MenuLabels, *, orders: int = 4, seed: int = 0) -> list
         count = len(menu.options)
         for k in range(orders):
             order = list(range(count)) if k == 0 else [int(i) for i in rng.permutation(count)]
-            answer = order.index(improving[0])
-            examples.append(Example(reordered(menu.prompt, order), f" {LABELS[answer]}."))
+            if menu.operator == "menu_text":
+                reply = f" {menu.options[improving[0]]}"
+            else:
+                reply = f" {LABELS[order.index(improving[0])]}."
+            examples.append(Example(reordered(menu.prompt, order), reply))
     return examples
 
 
