@@ -79,6 +79,7 @@ def test_archive_and_metrics_agree_with_the_store(small_config, scripted_lm) -> 
     assert multiplier == pytest.approx(0.5, abs=0.01)
 
 
+@pytest.mark.slow  # seconds: not the quick tier
 def test_same_seed_same_run_different_seed_different_run(tmp_path, small_config) -> None:
     def run(seed: int, name: str) -> list:
         config = {**small_config(), "seed": seed, "name": name}

@@ -141,6 +141,7 @@ LONG_SOLVE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # seconds: not the quick tier
 def test_a_long_solve_keeps_its_resident_memory_flat(tiny: Path, tmp_path: Path) -> None:
     script = tmp_path / "solve.py"
     script.write_text(LONG_SOLVE)

@@ -180,6 +180,7 @@ def test_it_stops_when_the_leader_is_clear_or_the_views_are_spent() -> None:
     assert tight.views(run(tight, quality)) <= 40
 
 
+@pytest.mark.slow  # seconds: not the quick tier
 def test_bracket_first_is_a_k_way_knockout_then_thompson() -> None:
     """With `bracket=True` the first screens are a knockout of K-way screens (64 items, best
     of 4: 16 + 4 + 1 screens), each round of the winners of the last; pairs make the

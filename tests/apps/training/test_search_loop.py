@@ -102,6 +102,7 @@ def test_the_tuned_arm_searches_with_the_model_trained_on_its_own_verified_pairs
     assert [json.loads(line)["prompt"] for line in lines] == [e.prompt for e in examples]
 
 
+@pytest.mark.slow  # seconds: not the quick tier
 def test_a_continual_loop_trains_during_one_search_and_counts_each_iterations_children(
     tmp_path: Path,
 ) -> None:
@@ -127,6 +128,7 @@ def test_a_continual_loop_trains_during_one_search_and_counts_each_iterations_ch
                       trainer.calls[1][1].as_posix(), "embedded"]  # fmt: skip
 
 
+@pytest.mark.slow  # seconds: not the quick tier
 def test_a_rerun_after_a_failure_redoes_no_finished_step(tmp_path: Path) -> None:
     models: list[str] = []
     with pytest.raises(RuntimeError, match="killed while training"):

@@ -105,6 +105,7 @@ def test_every_arm_is_judged_against_the_base_with_an_interval_over_puzzles(
     assert record["effects"] == [] and (loop.out / "effects.png").is_file()
 
 
+@pytest.mark.slow  # seconds: not the quick tier
 def test_seeds_share_their_held_out_puzzles_and_pool_into_one_effect(tmp_path: Path) -> None:
     from openended.apps.training.solve_loop import run_solve_seeds
 
