@@ -65,6 +65,8 @@ OPTIONS = 8
 """Options shown per prompt: a sample of the grammar's terms (a list of every term would be
 hundreds of lines for a function of six variables)."""
 LABELS = "ABCDEFGHIJKLMNOP"
+OPTION_LINE = re.compile(r"^(#\s+)([A-Z])\.\s(.*)$", re.MULTILINE)
+"""An option line of the menu templates (``#   C. <term>``): indent, label, term."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,6 +99,11 @@ def menu_for(genome: str, seed: int, size: int = OPTIONS) -> list[str]:
     rng = np.random.default_rng([seed % 2**63, digest])
     picks = rng.choice(len(terms), size=min(size, len(terms)), replace=False)
     return [terms[int(i)] for i in picks]
+
+
+def option_lines(prompt: str) -> list[tuple[str, str]]:
+    """The (label, term) option lines of a menu prompt, in order (empty: not a menu)."""
+    return [(label, term) for _, label, term in OPTION_LINE.findall(prompt)]
 
 
 def chosen_label(completion: str, count: int) -> int | None:

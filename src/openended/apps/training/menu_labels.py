@@ -31,13 +31,17 @@ import numpy as np
 
 from openended.apps.training.finetune import Example
 from openended.domains.program.weighted_sum import returned_value
-from openended.operators.menu import LABELS, chosen_label, named_option
+from openended.operators.menu import (
+    LABELS,
+    OPTION_LINE,
+    chosen_label,
+    named_option,
+    option_lines,
+)
 from openended.operators.term import add_term
 from openended.run_dir import RunDir
 from openended.store.run_store import CandidateRecord, RunStore, best_parent, valid_fitness
 
-OPTION_LINE = re.compile(r"^(#\s+)([A-Z])\.\s(.*)$", re.MULTILINE)
-"""An option line of the ``menu`` template: ``#   C. <term>``."""
 MENU_OPERATORS = ("menu", "menu_text")
 """The operators whose prompts are menus (`openended.operators.menu`)."""
 CHUNK = 16
@@ -94,7 +98,7 @@ class MenuLabels:
 
 def menu_options(prompt: str) -> list[str]:
     """The option terms of a menu prompt, in order (empty: not a menu prompt)."""
-    return [term for _, _, term in OPTION_LINE.findall(prompt)]
+    return [term for _, term in option_lines(prompt)]
 
 
 def reordered(prompt: str, order: Sequence[int]) -> str:
@@ -127,18 +131,18 @@ def label_menus(
         records = list(store.candidates())
     fitness = valid_fitness(records)
     by_id = {r.id: r for r in records}
-    menus: list[tuple[CandidateRecord, float, list[str]]] = []
+    menus: list[tuple[CandidateRecord, tuple[int, float], list[str]]] = []
     for record in records:
         options = menu_options(record.prompt or "") if record.operator in MENU_OPERATORS else []
         parent = best_parent(record, fitness) if options else None
         if parent is not None:
-            menus.append((record, parent[1], options))
+            menus.append((record, parent, options))
     saved = _read_cache(cache)
     genomes: dict[str, float | None] = dict(saved.get("fitness", {}))
     evaluations = int(saved.get("evaluations", 0))
     wanted: dict[tuple[int, str], str | None] = {}
-    for record, _, options in menus:
-        parent_genome = by_id[best_parent(record, fitness)[0]].genome or ""  # type: ignore[index]
+    for record, (parent_id, _), options in menus:
+        parent_genome = by_id[parent_id].genome or ""
         returned = returned_value(parent_genome)
         for term in options:
             genome = add_term(parent_genome, returned, term) if returned else None
@@ -159,7 +163,7 @@ def label_menus(
         finally:
             domain.close()
     labels, agree, of = [], 0, 0
-    for record, parent_fitness, options in menus:
+    for record, (_, parent_fitness), options in menus:
         values = [
             genomes.get(g) if (g := wanted[(record.id or 0, term)]) is not None else None
             for term in options

@@ -22,6 +22,7 @@ from typing import Literal
 
 from openended.apps.training.finetune import Example, FinetuneError, Preference
 from openended.domains.program.domain import normalised_ast
+from openended.operators.menu import option_lines
 from openended.store.run_store import (
     CandidateRecord,
     RunStore,
@@ -180,10 +181,6 @@ def select_preferences(
     return selection
 
 
-MENU_OPTION = re.compile(r"^#\s+([A-Z])\.\s", re.MULTILINE)
-"""An option line of a lettered menu prompt (the ``menu`` operator's: ``#   C. <term>``)."""
-
-
 def select_improvement_preferences(
     run_dir: str | Path, *, max_per_prompt: int = 4, min_pairs: int = 1
 ) -> PreferenceSelection:
@@ -219,7 +216,7 @@ def select_improvement_preferences(
             if letter is not None:
                 alternatives = [
                     completion.replace(letter.group(0), label, 1)
-                    for label in MENU_OPTION.findall(prompt)
+                    for label, _ in option_lines(prompt)
                     if label != letter.group(0)
                 ]
                 counts["against other options"] += len(
